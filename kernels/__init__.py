@@ -1,0 +1,1 @@
+"""CUDA sources of rtface, installed as the package data ``rtface.kernels``."""

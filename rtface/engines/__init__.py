@@ -1,0 +1,126 @@
+"""Network runtimes behind one interface: :class:`Engine`, chosen with :func:`load_engine`.
+
+Backends (the ``backend`` argument, and :attr:`Engine.name`):
+
+- ``"cpu"``: ONNX Runtime on the CPU; NumPy arrays in and out. Always available.
+- ``"cuda"``: ONNX Runtime's CUDA execution provider; CuPy arrays in and out (needs onnxruntime-gpu
+  and CuPy).
+- ``"tensorrt"``: a TensorRT engine built from the ONNX file on this GPU and cached; CuPy arrays in
+  and out (needs tensorrt and CuPy).
+- ``"auto"``: the first of those :func:`available_backends` lists (tensorrt, cuda, cpu), falling
+  back to the next with a warning if the preferred one fails to start.
+
+Heavy runtimes (TensorRT, CuPy) are imported only when a backend that needs them is used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+
+from .._optional import cuda_available
+from ..errors import BackendUnavailable, InputError
+from .base import DYNAMIC, Engine, TensorSpec
+from .onnxruntime import OnnxRuntimeCudaEngine, OnnxRuntimeEngine, physical_cores
+from .tensorrt import (
+    PRECISIONS,
+    EngineBuildError,
+    EngineCache,
+    EngineCacheWarning,
+    EngineKey,
+    TensorRTEngine,
+    build_engines,
+    default_cache_dir,
+)
+
+BACKENDS = ("auto", "cpu", "cuda", "tensorrt")
+
+__all__ = [
+    "BACKENDS", "DYNAMIC", "PRECISIONS", "Engine", "EngineBuildError", "EngineCache",
+    "EngineCacheWarning", "EngineKey", "OnnxRuntimeCudaEngine", "OnnxRuntimeEngine",
+    "TensorRTEngine", "TensorSpec", "available_backends", "build_engines", "default_cache_dir",
+    "load_engine", "physical_cores",
+]
+
+
+def _tensorrt_importable() -> bool:
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _ort_cuda_provider() -> bool:
+    try:
+        import onnxruntime
+    except Exception:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def available_backends() -> list[str]:
+    """Backends that can run here, best first: ``"tensorrt"``, ``"cuda"``, then always ``"cpu"``.
+
+    ``"tensorrt"`` needs an importable tensorrt and a CUDA GPU seen by CuPy; ``"cuda"`` needs
+    ONNX Runtime's CUDA execution provider and a CUDA GPU seen by CuPy.
+    """
+    backends = []
+    gpu = cuda_available()
+    if gpu and _tensorrt_importable():
+        backends.append("tensorrt")
+    if gpu and _ort_cuda_provider():
+        backends.append("cuda")
+    backends.append("cpu")
+    return backends
+
+
+def load_engine(onnx_path: str | os.PathLike[str], backend: str = "auto", *,
+                precision: str = "auto", threads: int | None = None,
+                cache_dir: str | os.PathLike[str] | None = None, max_batch: int = 16) -> Engine:
+    """Load the network in ``onnx_path`` on a backend (see the module docstring).
+
+    Args:
+        precision: "auto", "fp32" or "fp16"; used by TensorRT only ("auto": fp16 on GPUs with fast
+            FP16). ONNX Runtime runs the network in the types of the ONNX file.
+        threads: CPU intra-op threads for ONNX Runtime (default: physical cores).
+        cache_dir: TensorRT engine cache (default ``rtface.assets.cache_dir() / "engines"``).
+        max_batch: largest batch ``run`` accepts (and TensorRT's optimisation profile maximum).
+
+    Raises:
+        InputError: unknown backend or precision, bad threads or max_batch.
+        BackendUnavailable: the backend named cannot run here (the message says what to install).
+        AssetError: the ONNX file is missing or corrupt.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise InputError(f"max_batch must be an integer of at least 1, got {max_batch!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise InputError(f"threads must be a positive integer or None, got {threads!r}")
+
+    if backend != "auto":
+        return _load(onnx_path, backend, precision, threads, cache_dir, max_batch)
+    candidates = available_backends()
+    for name in candidates[:-1]:
+        try:
+            return _load(onnx_path, name, precision, threads, cache_dir, max_batch)
+        except (BackendUnavailable, EngineBuildError) as exc:
+            warnings.warn(f"backend {name!r} could not start ({exc}); trying the next one",
+                          RuntimeWarning, stacklevel=2)
+    return _load(onnx_path, candidates[-1], precision, threads, cache_dir, max_batch)
+
+
+def _load(onnx_path: str | os.PathLike[str], backend: str, precision: str, threads: int | None,
+          cache_dir: str | os.PathLike[str] | None, max_batch: int) -> Engine:
+    if backend == "cpu":
+        return OnnxRuntimeEngine(onnx_path, threads=threads, max_batch=max_batch)
+    if backend == "cuda":
+        return OnnxRuntimeCudaEngine(onnx_path, threads=threads, max_batch=max_batch)
+    return TensorRTEngine(onnx_path, precision=precision, cache_dir=cache_dir, max_batch=max_batch)

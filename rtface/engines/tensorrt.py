@@ -1,0 +1,531 @@
+"""TensorRT engines, built from the shipped ONNX on the user's own GPU and cached on disk.
+
+A TensorRT engine only runs on the GPU model and TensorRT version it was built with, so rtface builds
+it on first use (seconds to minutes) and caches the serialised engine under
+``rtface.assets.cache_dir() / "engines"``. The file name is keyed by the ONNX file's sha256, the
+TensorRT version, the GPU name and compute capability, the precision and the largest batch; a JSON
+sidecar records the same fields plus the sha256 of the engine file. An engine is deserialised only
+when its sidecar matches the current key and its bytes match the sidecar's hash (rtface loads only
+engines it built); anything else (another GPU or TensorRT version, a changed ONNX file, a truncated
+or edited engine) is reported with an :class:`EngineCacheWarning` and rebuilt.
+
+The cache logic (:class:`EngineKey`, :class:`EngineCache`, :func:`check_record`) is plain Python and
+works without TensorRT; TensorRT and CuPy are imported only when an engine is built or run.
+
+Supports TensorRT 10 and 11 (``execute_async_v3``, ``set_tensor_address``, explicit batch). FP16:
+TensorRT 10 builds FP32 ONNX networks with ``BuilderFlag.FP16`` (weak typing) when the precision is
+fp16; an ONNX file that already carries FP16 tensors is built strongly typed, so its own types decide.
+TensorRT 11 builds every network strongly typed: precision then comes from the ONNX file alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._optional import cuda_available, require
+from ..errors import AssetError, BackendUnavailable, InputError, RtfaceError
+from .base import DYNAMIC, Engine, TensorSpec
+from .onnxruntime import corrupt_onnx_error, onnx_file
+
+try:
+    from ..assets import cache_dir as _rtface_cache_dir
+except ImportError:  # rtface.assets not importable: the same rule, without it
+    def _rtface_cache_dir() -> Path:
+        env = os.environ.get("RTFACE_CACHE")
+        return Path(env).expanduser() if env else Path.home() / ".cache" / "rtface"
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "fp16")
+#: ``format`` field of every sidecar this module writes; a different value is never loaded.
+SIDECAR_FORMAT = "rtface-tensorrt-engine/1"
+#: Default builder workspace (the scratch memory TensorRT may use per layer), bytes.
+DEFAULT_WORKSPACE = 1 << 30
+
+
+class EngineCacheWarning(UserWarning):
+    """A cached TensorRT engine was ignored (stale, corrupt or unreadable) and is being rebuilt."""
+
+
+class EngineBuildError(RtfaceError):
+    """TensorRT could not build or load an engine for a network."""
+
+
+# -- pure-Python cache logic (no TensorRT needed) ---------------------------------------------------
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def has_fast_fp16(compute_capability: str) -> bool:
+    """Whether a GPU of this compute capability ("major.minor") has full-rate FP16 arithmetic.
+
+    The same answer as TensorRT 10's ``Builder.platform_has_fast_fp16`` (removed in TensorRT 11):
+    sm_53, sm_60, sm_62 and everything from Volta (sm_70) on.
+    """
+    major, minor = (int(p) for p in compute_capability.split(".")[:2])
+    return major >= 7 or (major, minor) in {(5, 3), (6, 0), (6, 2)}
+
+
+def resolve_precision(precision: str, compute_capability: str) -> str:
+    """``"fp32"`` or ``"fp16"`` for a requested precision; ``"auto"`` is fp16 where FP16 is fast."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "fp16" if has_fast_fp16(compute_capability) else "fp32"
+    return precision
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything a serialised TensorRT engine depends on; equal keys mean interchangeable engines."""
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str  # "major.minor", e.g. "8.6"
+    precision: str  # "fp32" or "fp16"
+    max_batch: int
+
+    @classmethod
+    def for_onnx(cls, onnx_path: str | os.PathLike[str], *, tensorrt_version: str, gpu_name: str,
+                 compute_capability: str, precision: str, max_batch: int) -> EngineKey:
+        """The key of ``onnx_path`` (hashed here) for the given runtime, GPU and build settings."""
+        return cls(sha256_file(onnx_path), str(tensorrt_version), str(gpu_name),
+                   str(compute_capability), str(precision), int(max_batch))
+
+    def digest(self) -> str:
+        """sha256 of the key's fields (canonical JSON), hex."""
+        return sha256_bytes(json.dumps(asdict(self), sort_keys=True).encode())
+
+    def record(self, engine_sha256: str, **extra: Any) -> dict[str, Any]:
+        """The sidecar content for an engine file with this key and hash."""
+        return {"format": SIDECAR_FORMAT, **asdict(self), "engine_sha256": engine_sha256, **extra}
+
+
+def check_record(record: Any, key: EngineKey, engine_bytes: bytes) -> str | None:
+    """Why a sidecar ``record`` does not vouch for ``engine_bytes`` under ``key``; None if it does."""
+    if not isinstance(record, dict) or record.get("format") != SIDECAR_FORMAT:
+        return "its sidecar is not an rtface engine record"
+    want = asdict(key)
+    have = {name: record.get(name) for name in want}
+    if (have["gpu_name"], have["compute_capability"]) != (key.gpu_name, key.compute_capability):
+        return (f"it was built for GPU {have['gpu_name']!r} (compute capability "
+                f"{have['compute_capability']}), this is {key.gpu_name!r} "
+                f"({key.compute_capability})")
+    if have["tensorrt_version"] != key.tensorrt_version:
+        return f"it was built with TensorRT {have['tensorrt_version']}, this is {key.tensorrt_version}"
+    if have["onnx_sha256"] != key.onnx_sha256:
+        return "it was built from a different ONNX file (sha256 differs)"
+    if have != want:
+        diff = ", ".join(f"{n} {have[n]!r} (wanted {want[n]!r})" for n in want if have[n] != want[n])
+        return f"it was built with other settings: {diff}"
+    if record.get("engine_sha256") != sha256_bytes(engine_bytes):
+        return "the engine file does not match the sha256 in its sidecar (corrupt or modified)"
+    return None
+
+
+def default_cache_dir() -> Path:
+    """``rtface.assets.cache_dir() / "engines"`` (env ``RTFACE_CACHE`` moves the cache root)."""
+    return Path(_rtface_cache_dir()) / "engines"
+
+
+class EngineCache:
+    """A directory of serialised engines rtface built, each beside a JSON sidecar.
+
+    ``<stem>.<precision>.b<max_batch>.<key digest[:16]>.engine`` and the same name with ``.json``.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
+
+    def engine_path(self, key: EngineKey, stem: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "network"
+        return self.directory / f"{safe}.{key.precision}.b{key.max_batch}.{key.digest()[:16]}.engine"
+
+    def sidecar_path(self, key: EngineKey, stem: str) -> Path:
+        return self.engine_path(key, stem).with_suffix(".json")
+
+    def load(self, key: EngineKey, stem: str) -> bytes | None:
+        """The cached engine's bytes when its sidecar matches ``key`` and its hash; else None.
+
+        A plain miss (no files) is silent; anything else is an :class:`EngineCacheWarning`.
+        """
+        found = self.load_with_record(key, stem)
+        return None if found is None else found[0]
+
+    def load_with_record(self, key: EngineKey, stem: str) -> tuple[bytes, dict[str, Any]] | None:
+        """Like :meth:`load`, with the sidecar record beside the bytes."""
+        engine_path, sidecar_path = self.engine_path(key, stem), self.sidecar_path(key, stem)
+        if not engine_path.exists() and not sidecar_path.exists():
+            return None
+        try:
+            data = engine_path.read_bytes()
+            record = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self._warn(engine_path, f"it cannot be read ({exc})")
+            return None
+        reason = check_record(record, key, data)
+        if reason is not None:
+            self._warn(engine_path, reason)
+            return None
+        return data, record
+
+    def store(self, key: EngineKey, stem: str, engine_bytes: bytes, **extra: Any) -> Path:
+        """Write the engine, then its sidecar, each atomically; returns the engine's path."""
+        engine_path = self.engine_path(key, stem)
+        record = key.record(sha256_bytes(engine_bytes),
+                            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _write_atomic(engine_path, engine_bytes)
+        _write_atomic(self.sidecar_path(key, stem),
+                      (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        return engine_path
+
+    def discard(self, key: EngineKey, stem: str) -> None:
+        """Remove a cached engine and its sidecar (missing files are fine)."""
+        for path in (self.sidecar_path(key, stem), self.engine_path(key, stem)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    @staticmethod
+    def _warn(engine_path: Path, reason: str) -> None:
+        warnings.warn(f"ignoring cached TensorRT engine {engine_path}: {reason}; rebuilding it",
+                      EngineCacheWarning, stacklevel=5)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# -- TensorRT ------------------------------------------------------------------------------------
+
+_PURPOSE = "the TensorRT backend"
+_trt_logger = None
+
+
+def _import_runtime() -> tuple[Any, Any]:
+    trt = require("tensorrt", _PURPOSE)
+    cp = require("cupy", _PURPOSE)
+    major = int(str(trt.__version__).split(".")[0])
+    if major < 10:
+        raise BackendUnavailable(f"{_PURPOSE} needs TensorRT 10 or newer, found {trt.__version__}; "
+                                 f"pip install -U 'rtface[tensorrt]'")
+    if not cuda_available():
+        raise BackendUnavailable(f"{_PURPOSE} needs a CUDA GPU, and CuPy sees none; check the "
+                                 f"NVIDIA driver or use backend='cpu'")
+    return trt, cp
+
+
+def _logger(trt: Any) -> Any:
+    global _trt_logger
+    if _trt_logger is None:  # TensorRT wants one logger per process
+        _trt_logger = trt.Logger(trt.Logger.WARNING)
+    return _trt_logger
+
+
+def _gpu(cp: Any) -> tuple[str, str]:
+    """Name and compute capability ("major.minor") of CuPy's current device."""
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = props["name"]
+    name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+    return name.strip(), f"{props['major']}.{props['minor']}"
+
+
+def _numpy_dtype(trt: Any, dtype: Any) -> np.dtype | None:
+    table = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
+             "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8}
+    for member, np_type in table.items():
+        if getattr(trt.DataType, member, None) == dtype:
+            return np.dtype(np_type)
+    return None
+
+
+def _build(trt: Any, onnx_path: Path, key: EngineKey, *, workspace: int,
+           explicit_fp16: bool) -> tuple[bytes, str]:
+    """Build a serialised engine for ``onnx_path`` as ``key`` describes.
+
+    Returns the engine and the precision it computes in: "fp16" when built with the FP16 flag or
+    from an ONNX file with FP16 tensors, else "fp32".
+    """
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    creation = trt.NetworkDefinitionCreationFlag
+    typed_flag = getattr(creation, "STRONGLY_TYPED", None)
+    weak_fp16 = hasattr(trt.BuilderFlag, "FP16")  # gone in TensorRT 11: every network is typed
+
+    def parse(strongly_typed: bool) -> tuple[Any, Any]:
+        flags = (1 << int(typed_flag)) if strongly_typed and typed_flag is not None else 0
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise corrupt_onnx_error(onnx_path, f"TensorRT's ONNX parser: {errors or 'no detail'}")
+        return network, parser  # the parser owns weights the network refers to: keep both
+
+    network, parser = parse(strongly_typed=not weak_fp16)
+    reduced = _carries_reduced_precision(trt, network)
+    if weak_fp16 and reduced:
+        network, parser = parse(strongly_typed=True)  # an FP16 ONNX: its own types decide
+    typed = reduced or not weak_fp16
+    built_precision = "fp16" if reduced else "fp32"
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
+    if key.precision == "fp16":
+        if not typed:
+            config.set_flag(trt.BuilderFlag.FP16)
+            built_precision = "fp16"
+        elif explicit_fp16 and not reduced:
+            warnings.warn(f"TensorRT {trt.__version__} builds strongly typed networks only, and "
+                          f"{onnx_path.name} is an FP32 ONNX file: the engine computes in FP32. "
+                          f"Export the network in FP16 for FP16 arithmetic.", RuntimeWarning,
+                          stacklevel=3)
+
+    profile = None
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise EngineBuildError(f"{onnx_path}: input {tensor.name!r} has shape {shape}; the "
+                                   f"TensorRT backend supports a dynamic batch (first) dimension "
+                                   f"only. Export the network with fixed sizes, or use "
+                                   f"backend='cuda'.")
+        if shape and shape[0] < 0:
+            if profile is None:
+                profile = builder.create_optimization_profile()
+            rest = shape[1:]
+            opt = min(4, key.max_batch)
+            profile.set_shape(tensor.name, (1, *rest), (opt, *rest), (key.max_batch, *rest))
+    if profile is not None:
+        config.add_optimization_profile(profile)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError(f"TensorRT {trt.__version__} could not build an engine for "
+                               f"{onnx_path} (see TensorRT's log above); use backend='cuda' or "
+                               f"backend='cpu'")
+    del parser
+    return bytes(serialized), built_precision
+
+
+def _carries_reduced_precision(trt: Any, network: Any) -> bool:
+    """Whether a parsed network has FP16/BF16 tensors (an ONNX file exported in reduced precision)."""
+    reduced = {getattr(trt.DataType, n) for n in ("HALF", "BF16") if hasattr(trt.DataType, n)}
+    tensors = [network.get_input(i) for i in range(network.num_inputs)]
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        tensors.extend(layer.get_output(j) for j in range(layer.num_outputs))
+    return any(t is not None and t.dtype in reduced for t in tensors)
+
+
+@dataclass
+class _Obtained:
+    data: bytes
+    path: Path | None  # None when the cache could not be written
+    key: EngineKey
+    from_cache: bool
+    built_precision: str
+
+
+def _obtain(trt: Any, cp: Any, onnx_path: str | os.PathLike[str], *, precision: str,
+            cache_dir: str | os.PathLike[str] | None, max_batch: int, workspace: int,
+            force: bool) -> _Obtained:
+    """Engine bytes for ``onnx_path`` on the current GPU, from the cache or freshly built."""
+    path = onnx_file(onnx_path)
+    if int(max_batch) < 1:
+        raise InputError(f"max_batch must be at least 1, got {max_batch}")
+    gpu_name, capability = _gpu(cp)
+    key = EngineKey.for_onnx(path, tensorrt_version=trt.__version__, gpu_name=gpu_name,
+                             compute_capability=capability,
+                             precision=resolve_precision(precision, capability), max_batch=max_batch)
+    cache = EngineCache(cache_dir)
+    if not force:
+        found = cache.load_with_record(key, path.stem)
+        if found is not None:
+            data, record = found
+            built = record.get("built_precision")
+            return _Obtained(data, cache.engine_path(key, path.stem), key, True,
+                             built if built in ("fp16", "fp32") else key.precision)
+    log.warning("building a TensorRT engine for %s (%s, batch up to %d) on %s: this takes a while "
+                "once; the engine is cached in %s", path.name, key.precision, key.max_batch,
+                gpu_name, cache.directory)
+    data, built = _build(trt, path, key, workspace=workspace, explicit_fp16=precision == "fp16")
+    try:
+        engine_path: Path | None = cache.store(key, path.stem, data, onnx_name=path.name,
+                                               built_precision=built)
+    except OSError as exc:
+        warnings.warn(f"could not write the TensorRT engine cache in {cache.directory} ({exc}); the "
+                      f"engine will be rebuilt next time. Set RTFACE_CACHE to a writable "
+                      f"directory.", EngineCacheWarning, stacklevel=3)
+        engine_path = None
+    return _Obtained(data, engine_path, key, False, built)
+
+
+def build_engines(onnx_paths: Iterable[str | os.PathLike[str]], *, precision: str = "auto",
+                  cache_dir: str | os.PathLike[str] | None = None, max_batch: int = 16,
+                  force: bool = False, workspace: int = DEFAULT_WORKSPACE) -> list[Path]:
+    """Build (or find valid in the cache) the TensorRT engine of each ONNX file, for this GPU.
+
+    ``force`` rebuilds even when a valid cached engine exists. Returns the engine files, in order.
+    Raises :class:`BackendUnavailable` without TensorRT/CuPy/GPU, :class:`AssetError` for a missing
+    or corrupt ONNX file, :class:`EngineBuildError` when TensorRT fails.
+    """
+    trt, cp = _import_runtime()
+    paths = []
+    for onnx_path in onnx_paths:
+        got = _obtain(trt, cp, onnx_path, precision=precision, cache_dir=cache_dir,
+                      max_batch=max_batch, workspace=workspace, force=force)
+        if got.path is None:
+            raise EngineBuildError(f"the engine for {onnx_path} was built but could not be saved "
+                                   f"in {EngineCache(cache_dir).directory}")
+        log.info("%s: %s %s", onnx_path, "cached" if got.from_cache else "built", got.path)
+        paths.append(got.path)
+    return paths
+
+
+class TensorRTEngine(Engine):
+    """A TensorRT engine on CuPy's current device; CuPy arrays in and out, by pointer.
+
+    Runs on CuPy's current stream (when that is the legacy default stream, on a private stream
+    ordered after and before it with events, since TensorRT must synchronise on the default stream).
+    ``precision`` "auto" is fp16 on GPUs with fast FP16, else fp32; ``max_batch`` is the top of the
+    optimisation profile of the dynamic batch dimension (1 .. max_batch, tuned for min(4, max_batch)).
+    :attr:`precision` tells what the engine computes in: on TensorRT 11 an FP32 ONNX file gives an
+    FP32 engine whatever was asked (``key.precision`` keeps the request).
+
+    Attributes beyond :class:`Engine`'s: ``key`` (:class:`EngineKey`), ``cache_path`` (the engine
+    file, or None when the cache was not writable) and ``from_cache`` (False when this load built it).
+    """
+
+    name = "tensorrt"
+    device = "cuda"
+
+    def __init__(self, onnx_path: str | os.PathLike[str], *, precision: str = "auto",
+                 cache_dir: str | os.PathLike[str] | None = None, max_batch: int = 16,
+                 workspace: int = DEFAULT_WORKSPACE) -> None:
+        trt, cp = _import_runtime()
+        self._cp = cp
+        self._device_id = cp.cuda.Device().id
+        path = onnx_file(onnx_path)
+        options = dict(precision=precision, cache_dir=cache_dir, max_batch=max_batch,
+                       workspace=workspace)
+        got = _obtain(trt, cp, path, force=False, **options)
+        self._runtime = trt.Runtime(_logger(trt))
+        self._engine = self._runtime.deserialize_cuda_engine(got.data)
+        if self._engine is None and got.from_cache:
+            warnings.warn(f"TensorRT could not deserialise the cached engine {got.path}; "
+                          f"rebuilding it", EngineCacheWarning, stacklevel=2)
+            got = _obtain(trt, cp, path, force=True, **options)
+            self._engine = self._runtime.deserialize_cuda_engine(got.data)
+        self.key, self.cache_path, self.from_cache = got.key, got.path, got.from_cache
+        if self._engine is None:
+            raise EngineBuildError(f"TensorRT could not deserialise the engine it built for {path}")
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise EngineBuildError(f"TensorRT could not create an execution context for {path} "
+                                   f"(out of GPU memory?)")
+        inputs, outputs = {}, {}
+        for i in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(i)
+            trt_dtype = self._engine.get_tensor_dtype(name)
+            dtype = _numpy_dtype(trt, trt_dtype)
+            if dtype is None:
+                raise AssetError(f"{path}: tensor {name!r} has TensorRT type {trt_dtype}, which "
+                                 f"rtface engines do not exchange; export the network with FP32, "
+                                 f"FP16 or integer I/O")
+            spec = TensorSpec(tuple(self._engine.get_tensor_shape(name)), dtype)
+            is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            (inputs if is_input else outputs)[name] = spec
+        super().__init__(inputs=inputs, outputs=outputs, max_batch=self.key.max_batch,
+                         precision=got.built_precision, path=path)
+        self._side_stream = None
+
+    def _run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        cp = self._cp
+        context = self._context
+        with cp.cuda.Device(self._device_id):
+            caller = cp.cuda.get_current_stream()
+            stream = caller
+            if caller.ptr == 0:
+                if self._side_stream is None:
+                    self._side_stream = cp.cuda.Stream(non_blocking=True)
+                stream = self._side_stream
+            device_inputs = []  # freed on the caller's stream after it waits for the run
+            for name, array in feeds.items():
+                if not isinstance(array, np.ndarray) and array.device.id != self._device_id:
+                    raise InputError(f"input {name!r} is on GPU {array.device.id}, this engine runs "
+                                     f"on GPU {self._device_id}")
+                d = cp.ascontiguousarray(cp.asarray(array))
+                device_inputs.append(d)
+                if not context.set_input_shape(name, tuple(d.shape)):
+                    raise InputError(f"TensorRT rejected shape {tuple(d.shape)} for input {name!r} "
+                                     f"(engine built for {self.inputs[name].describe()}, batch up to "
+                                     f"{self.max_batch})")
+                context.set_tensor_address(name, d.data.ptr)
+            outputs = {}
+            for name, spec in self.outputs.items():
+                shape = tuple(context.get_tensor_shape(name))
+                if any(s < 0 for s in shape):
+                    raise EngineBuildError(f"output {name!r} of {self.path} has a data-dependent "
+                                           f"shape {shape}, which the TensorRT backend does not "
+                                           f"support; use backend='cuda'")
+                out = cp.empty(shape, dtype=spec.dtype)
+                context.set_tensor_address(name, out.data.ptr)
+                outputs[name] = out
+            if stream is not caller:
+                stream.wait_event(caller.record())
+            if not context.execute_async_v3(stream.ptr):
+                raise EngineBuildError(f"TensorRT failed to run {self.path} (see TensorRT's log)")
+            if stream is not caller:
+                caller.wait_event(stream.record())
+            del device_inputs
+        return outputs
+
+    def _release(self) -> None:
+        # The context needs its engine and the engine its runtime: release in that order.
+        for attr in ("_context", "_engine", "_runtime", "_side_stream"):
+            if hasattr(self, attr):
+                setattr(self, attr, None)
+
+
+__all__ = [
+    "DEFAULT_WORKSPACE", "DYNAMIC", "EngineBuildError", "EngineCache", "EngineCacheWarning",
+    "EngineKey", "PRECISIONS", "SIDECAR_FORMAT", "TensorRTEngine", "build_engines", "check_record",
+    "default_cache_dir", "has_fast_fp16", "resolve_precision", "sha256_bytes", "sha256_file",
+]

@@ -1,0 +1,1 @@
+"""Released network weights (ONNX) and their manifest, shipped inside the package."""

@@ -1,0 +1,56 @@
+"""Asset lookup, verification and the offline error."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtface import assets
+from rtface.errors import AssetError
+
+from .conftest import shared
+
+
+def test_manifest_pins_upstream():
+    m = assets.manifest()
+    fm = m["ict-facekit"]
+    assert fm["commit"] == "da5f95a607f5e6b37755b38d3385d7f2853732e5"
+    assert fm["base_url"].startswith("https://raw.githubusercontent.com/ICT-VGL/ICT-FaceKit/" + fm["commit"])
+    assert len(fm["files"]) > 150 and all(len(f["sha256"]) == 64 for f in fm["files"].values())
+    assert m["yunet"]["url"].startswith("https://")
+
+
+def test_detector_found_and_verified():
+    shared("yunet/face_detection_yunet_2023mar.onnx")
+    p = assets.asset_path("yunet")
+    assert p.is_file() and assets.sha256_file(p) == assets.manifest()["yunet"]["sha256"]
+
+
+def test_checksum_mismatch_is_a_clear_error(tmp_path):
+    bad = tmp_path / "yunet.onnx"
+    bad.write_bytes(b"not the detector")
+    with pytest.raises(AssetError, match="checksum mismatch"):
+        assets.asset_path("yunet", bad)
+
+
+def test_offline_without_local_copy_says_what_to_download(tmp_path, monkeypatch):
+    monkeypatch.delenv("RTFACE_ASSETS", raising=False)
+    monkeypatch.setenv("RTFACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RTFACE_OFFLINE", "1")
+    with pytest.raises(AssetError) as err:
+        assets.asset_path("yunet")
+    msg = str(err.value)
+    assert "opencv_zoo" in msg and str(tmp_path / "cache") in msg and "RTFACE_ASSETS" in msg
+    with pytest.raises(AssetError, match="ICT-FaceKit"):
+        assets.face_model_source()
+
+
+def test_assets_env_must_be_a_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTFACE_ASSETS", str(tmp_path / "missing"))
+    with pytest.raises(AssetError, match="not a directory"):
+        assets.asset_path("yunet")
+
+
+def test_check_all_reports_each_asset():
+    shared("ict-facekit/FaceXModel.tar.xz")
+    rows = {r.name: r for r in assets.check_all(verify=False)}
+    assert rows["yunet"].ok and rows["ict-facekit"].ok

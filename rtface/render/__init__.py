@@ -1,0 +1,11 @@
+"""Rendering layer: z-buffer rasterisation of meshes in pixel coordinates (CPU via Numba, GPU via CuPy).
+
+``rasterize(vertices_px, triangles, height, width, backend="auto")`` returns a :class:`Raster` with
+``depth``, ``triangle``, ``barycentric`` and ``mask``; conventions in :mod:`rtface.render.raster`.
+"""
+
+from __future__ import annotations
+
+from .raster import Raster, rasterize
+
+__all__ = ["Raster", "rasterize"]

@@ -7,5 +7,6 @@
 from __future__ import annotations
 
 from .raster import Raster, rasterize
+from . import shading  # noqa: F401  (normals, SH basis, lighting)
 
 __all__ = ["Raster", "rasterize"]

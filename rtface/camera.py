@@ -11,7 +11,11 @@ Conventions (used everywhere in rtface, stated once here):
   pixel position of the model origin. Projection (weak perspective, i.e. scaled orthographic)::
 
       p = R @ v
-      x = tx + scale * p_x,   y = ty - scale * p_y,   z = scale * p_z
+      x = tx + scale * p_x,   y = ty - scale * p_y,   z = scale * (p_z + DEPTH_OFFSET_CM)
+
+  Weak perspective fixes depth only up to a constant; rtface measures it from a reference plane
+  ``DEPTH_OFFSET_CM`` behind the model origin (which lies inside the head), so every visible point of a face
+  has positive depth and 0 can mean "no face".
 
   All three are right-handed rotations about the model axes x (pitch), y (yaw) and z (roll); a positive yaw
   turns the nose toward the viewer's right.
@@ -30,6 +34,8 @@ import numpy as np
 from .errors import InputError
 
 POSE_SIZE = 6
+#: Distance (cm) from the depth reference plane to the model origin, along the viewing direction.
+DEPTH_OFFSET_CM = 10.0
 
 
 def rotation_matrix(angles: np.ndarray) -> np.ndarray:
@@ -121,7 +127,7 @@ def project(vertices_cm: np.ndarray, pose: np.ndarray) -> np.ndarray:
     out = np.empty(np.broadcast_shapes(rotated.shape, p.shape[:-1] + (1, 3)), dtype=np.float32)
     out[..., 0] = p[..., 4, None] + s * rotated[..., 0]
     out[..., 1] = p[..., 5, None] - s * rotated[..., 1]
-    out[..., 2] = s * rotated[..., 2]
+    out[..., 2] = s * (rotated[..., 2] + DEPTH_OFFSET_CM)
     return out
 
 
@@ -217,6 +223,7 @@ def paste_from_crop(crop_map: np.ndarray, crop_to_frame: np.ndarray, height: int
 
 
 __all__ = [
+    "DEPTH_OFFSET_CM",
     "POSE_SIZE",
     "Pose",
     "affine_scale",

@@ -23,7 +23,8 @@ def test_projection_conventions():
     nose = np.array([[0.0, 0.0, 10.0]])  # 10 cm in front of the model origin
     up = np.array([[0.0, 1.0, 0.0]])
     pose = np.array([0.0, 0.0, 0.0, 5.0, 64.0, 70.0])
-    np.testing.assert_allclose(camera.project(nose, pose), [[64.0, 70.0, 50.0]])  # z toward the camera, px
+    # z toward the camera, px, from the reference plane DEPTH_OFFSET_CM behind the origin
+    np.testing.assert_allclose(camera.project(nose, pose), [[64.0, 70.0, 5.0 * (10.0 + camera.DEPTH_OFFSET_CM)]])
     assert camera.project(up, pose)[0, 1] < 70.0  # model y up -> image y down
     yawed = pose.copy()
     yawed[1] = 0.5

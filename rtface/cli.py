@@ -1,0 +1,260 @@
+"""The ``rtface`` command line.
+
+::
+
+    rtface stream SRC [--out depth.mp4] [--save DIR] [--meshes] [--backend auto|cpu|cuda|tensorrt] [--show]
+                      [--max-faces N] [--max-frames N] [--detect-every N] [--no-smoothing] [--assets DIR]
+    rtface demo [--out DIR] [--frames N] [--backend ...]
+    rtface bench [ARGS...]          (python -m benchmarks ARGS, from a source checkout)
+    rtface build-engines [--precision auto|fp16|fp32]
+    rtface assets [--no-verify]
+
+Errors that rtface raises on purpose (:mod:`rtface.errors`) are printed as one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import RtfaceError
+
+BACKENDS = ("auto", "cpu", "cuda", "tensorrt")
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _source(text: str):
+    """A webcam index stays an int; everything else is a path or URL."""
+    return int(text) if text.isdigit() and not Path(text).exists() else text
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rtface", description="Real-time detailed face depth from video.")
+    p.add_argument("--assets", metavar="DIR", help="asset folder (overrides RTFACE_ASSETS)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stream", help="reconstruct every face of a video, stream, webcam or image")
+    s.add_argument("src", help="video file, image, folder, URL (rtsp://...) or webcam index (0)")
+    s.add_argument("--out", metavar="VIDEO", help="write input | depth | shaded side by side (e.g. depth.mp4)")
+    s.add_argument("--save", metavar="DIR", help="write per-frame .npz files into DIR")
+    s.add_argument("--meshes", action="store_true", help="with --save: also a .ply mesh per face and frame")
+    s.add_argument("--backend", choices=BACKENDS, default="auto")
+    s.add_argument("--show", action="store_true", help="live preview window (needs a display)")
+    s.add_argument("--max-faces", type=_positive, default=4)
+    s.add_argument("--max-frames", type=_positive, default=None, help="stop after N frames")
+    s.add_argument("--detect-every", type=_positive, default=None, help="detector period in frames")
+    s.add_argument("--no-smoothing", action="store_true", help="turn the One-Euro smoothing off")
+    s.add_argument("--no-feedback", action="store_true", help="do not feed the previous estimate back")
+    s.add_argument("--weights", metavar="DIR", help="weights folder (default: the shipped weights)")
+    s.add_argument("--live", action="store_true", default=None, help="treat the source as live (drop stale frames)")
+    s.add_argument("--assets", metavar="DIR", dest="assets_sub", help=argparse.SUPPRESS)
+
+    d = sub.add_parser("demo", help="run on a built-in synthetic talking face, write demo.mp4")
+    d.add_argument("--out", metavar="DIR", default="rtface-demo")
+    d.add_argument("--frames", type=_positive, default=90)
+    d.add_argument("--backend", choices=BACKENDS, default="auto")
+    d.add_argument("--assets", metavar="DIR", dest="assets_sub", help=argparse.SUPPRESS)
+
+    b = sub.add_parser("bench", help="benchmarks (python -m benchmarks; needs a source checkout)", add_help=False)
+    b.add_argument("args", nargs=argparse.REMAINDER)  # plus unknown options, see main()
+
+    e = sub.add_parser("build-engines", help="build the TensorRT engines of the shipped networks")
+    e.add_argument("--precision", choices=("auto", "fp16", "fp32"), default="auto")
+    e.add_argument("--weights", metavar="DIR")
+
+    a = sub.add_parser("assets", help="locate (download) and verify the face model and detector")
+    a.add_argument("--no-verify", action="store_true",
+                   help="locate only: skip the sha256 walk over the face model's files (the slow part)")
+    a.add_argument("--assets", metavar="DIR", dest="assets_sub", help=argparse.SUPPRESS)
+    return p
+
+
+def _fmt_ms(timings_sum: dict, n: int) -> str:
+    keys = [k for k in ("detect", "crop", "feedback", "coarse", "mesh", "render", "fine", "paste", "total")
+            if k in timings_sum]
+    return "  ".join(f"{k} {timings_sum[k] / max(n, 1):.1f}" for k in keys)
+
+
+def cmd_stream(args) -> int:
+    from .pipeline import DETECT_EVERY, Pipeline
+    from .sinks import NpzSink, PreviewWindow, VideoSink
+    from .sources import open_source
+
+    preview = PreviewWindow() if args.show else None  # fails early and clearly when headless
+    pipe = Pipeline(args.weights, backend=args.backend, max_faces=args.max_faces,
+                    detect_every=args.detect_every or DETECT_EVERY, smoothing=not args.no_smoothing,
+                    feedback=not args.no_feedback)
+    src_kw = {} if args.live is None else {"live": True}
+    source = open_source(_source(args.src), **src_kw)
+    total = source.num_frames if not source.live else None
+    if args.max_frames is not None and total is not None:
+        total = min(total, args.max_frames)
+    video = VideoSink(args.out, fps=source.fps or 30.0) if args.out else None
+    npz = NpzSink(args.save, meshes=args.meshes, triangles=pipe.model.triangles) if args.save else None
+    bar = None
+    if not source.live:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc=Path(str(args.src)).name, dynamic_ncols=True)
+    n = faces = 0
+    sums: dict[str, float] = {}
+    t_start = time.perf_counter()
+    last_print = t_start
+    fps_ema = None
+    t_prev = t_start
+    try:
+        for frame in source:
+            if args.max_frames is not None and n >= args.max_frames:
+                break
+            result = pipe.step(frame.image, frame.index, frame.timestamp, frame.decode_ms)
+            if video is not None:
+                video.write(result)
+            if npz is not None:
+                npz.write(result)
+            now = time.perf_counter()
+            inst = 1.0 / max(now - t_prev, 1e-6)
+            fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
+            t_prev = now
+            if preview is not None and not preview.show(result, f"{fps_ema:.1f} FPS"):
+                break
+            n += 1
+            faces += len(result.faces)
+            for k, v in result.timings.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(faces=len(result.faces), fps=f"{fps_ema:.1f}", refresh=False)
+            elif now - last_print >= 1.0:
+                dropped = source.dropped
+                print(f"\rframe {frame.index}  {fps_ema:5.1f} FPS  faces {len(result.faces)}  dropped {dropped}",
+                      end="", file=sys.stderr, flush=True)
+                last_print = now
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
+        if bar is not None:
+            bar.close()
+        elif n:
+            print(file=sys.stderr)
+        if video is not None:
+            video.close()
+        if preview is not None:
+            preview.close()
+    wall = time.perf_counter() - t_start
+    print(f"{n} frames, {faces} faces, {n / wall if wall > 0 else 0:.1f} FPS end to end "
+          f"(backend {pipe.backend}); mean ms: {_fmt_ms(sums, n)}")
+    if video is not None:
+        print(f"wrote {args.out}")
+    if npz is not None:
+        print(f"wrote {npz.frames} .npz files to {args.save}")
+    if not pipe.networks.trained:
+        print("note: the shipped weights are untrained placeholders; the depth is not meaningful yet",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(args.out, frames=args.frames, backend=args.backend)
+    print(f"wrote {summary['video']} ({summary['frames']} frames, face found in {summary['frames_with_face']}, "
+          f"pipeline {summary['pipeline_fps']:.1f} FPS on {summary['backend']})")
+    if "contact_sheet" in summary:
+        print(f"wrote {summary['contact_sheet']}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    if importlib.util.find_spec("benchmarks") is None and not (root / "benchmarks" / "__main__.py").is_file():
+        print("rtface bench: the benchmarks live in rtface's source checkout (benchmarks/), which is not "
+              "available here. Clone the repository and run 'python -m benchmarks' from its root.",
+              file=sys.stderr)
+        return 2
+    if str(root) not in sys.path and (root / "benchmarks").is_dir():
+        sys.path.insert(0, str(root))
+    from benchmarks.__main__ import main as bench_main
+
+    rest = list(args.args)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return int(bench_main(rest or ["fps"]) or 0)
+
+
+def cmd_build_engines(args) -> int:
+    from .engines.tensorrt import build_engines
+    from .networks import load_manifest
+
+    m = load_manifest(args.weights)
+    d = Path(m["_dir"])
+    onnx = [d / m["networks"][k]["file"] for k in ("coarse", "fine")]
+    for src, engine in zip(onnx, build_engines(onnx, precision=args.precision)):
+        print(f"{src.name}: {engine}")
+    return 0
+
+
+def cmd_assets(args) -> int:
+    from .assets import check_all
+
+    rows = check_all(verify=not args.no_verify)
+    w = max(len(r.name) for r in rows)
+    print(f"{'asset':{w}}  ok   location / detail")
+    for r in rows:
+        print(f"{r.name:{w}}  {'yes' if r.ok else 'NO '}  {r.location if r.ok else ''}")
+        print(f"{'':{w}}       {r.detail}")
+    try:
+        from .networks import load_manifest
+
+        m = load_manifest()
+        status = m.get("training", {}).get("status", "trained")
+        print(f"{'weights':{w}}  yes  {m['_dir']}")
+        print(f"{'':{w}}       variant {m.get('variant')}, input {m.get('input_size')} px, {status}")
+    except RtfaceError as exc:
+        print(f"{'weights':{w}}  NO   {exc}")
+        return 2
+    return 0 if all(r.ok for r in rows) else 2
+
+
+COMMANDS = {"stream": cmd_stream, "demo": cmd_demo, "bench": cmd_bench, "build-engines": cmd_build_engines,
+            "assets": cmd_assets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args = list(extra) + list(args.args)
+    assets = getattr(args, "assets_sub", None) or args.assets
+    if assets:
+        if not Path(assets).expanduser().is_dir():
+            print(f"rtface: error: --assets {assets} is not a directory", file=sys.stderr)
+            return 2
+        os.environ["RTFACE_ASSETS"] = str(Path(assets).expanduser())
+    try:
+        return COMMANDS[args.command](args)
+    except RtfaceError as exc:
+        print(f"rtface: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,566 @@
+"""The end-to-end pipeline: frames in, :class:`rtface.results.FrameResult` out.
+
+Per frame (DESIGN.md, "Data flow of one frame")::
+
+    detect (YuNet, every ``detect_every`` frames or when a fit is lost) or track (crop from last landmarks)
+      -> crop every face to S x S (five-point framing, rtface.crop)
+      -> CoarseNet on the whole batch (feedback = previous frame's estimate rendered in the new crop)
+      -> smoothing (One-Euro, frame coordinates; video only)
+      -> mesh = mean + B_id a + B_exp b, posed into crop pixels -> rasterise (batched): coarse depth + mask
+      -> FineNet(crop, coarse depth, mask) -> fine depth
+      -> FrameResult (frame depth pasted lazily on first access)
+
+``FrameResult.timings`` holds milliseconds per stage: ``decode`` (reader thread), ``detect`` (detector or
+tracker), ``crop``, ``feedback``, ``coarse``, ``mesh``, ``render``, ``fine``, ``total`` (this thread, from the
+frame's arrival to its result) and ``paste`` once ``frame.depth`` has been read.
+
+Backends: ``"cpu"`` runs everything on NumPy/ONNX Runtime/Numba. ``"cuda"`` and ``"tensorrt"`` (and ``"auto"``
+when it picks one of them) run the GPU path: the frame is uploaded once, crops are sampled by a small CuPy
+kernel straight into the networks' NCHW float input, engines take and return CuPy arrays, the mesh and the
+rasteriser run on the device, and the crop maps stay there until a result field is read. Only the small
+coefficient vectors and the 68 landmarks come back every frame (for smoothing and tracking). GPU modules are
+imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .camera import (DEPTH_OFFSET_CM, Pose, affine_scale, apply_affine, compose_affine, invert_affine,
+                     rotation_matrix)
+from .errors import InputError
+from .results import FaceResult, FrameResult
+from .smoothing import Smoother, SmoothingConfig
+from .sources import open_source, to_bgr
+from .track import Tracker
+
+#: Default number of frames between detector runs while every face is tracked well.
+DETECT_EVERY = 10
+MAX_FACES = 4
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+class Pipeline:
+    """CoarseNet + rendering layer + FineNet over frames.
+
+    Args:
+        weights: folder with ``manifest.json`` and the ONNX files (default: the weights inside the package).
+        backend: ``"auto"`` (TensorRT, then ONNX Runtime CUDA, then CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
+        detector: a :class:`rtface.detect.Detector`, a path to a YuNet ONNX file, or None (the verified asset).
+        max_faces: at most this many faces per frame (best detector scores).
+        detect_every: run the detector at least every this many frames of a stream (1: every frame).
+        smoothing: One-Euro smoothing of pose/expression/identity in streams: True (defaults), False, a dict or
+            a :class:`rtface.smoothing.SmoothingConfig`. Single images (``__call__``) are never smoothed.
+        feedback: feed the previous frame's estimate back into CoarseNet (its input rendering layer).
+        face_model: a loaded :class:`rtface.FaceModel`, or a path to the ICT-FaceKit source; default the asset.
+        threads: CPU threads of ONNX Runtime (default: physical cores).
+        detect_size: longest side of the frame given to the detector (it is downscaled to this).
+        score_threshold: detector score threshold.
+        precision: TensorRT precision (``"auto"``, ``"fp16"``, ``"fp32"``).
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, backend: str = "auto", detector: Any = None, *,
+                 max_faces: int = MAX_FACES, detect_every: int = DETECT_EVERY, smoothing: Any = True,
+                 feedback: bool = True, face_model: Any = None, threads: int | None = None,
+                 detect_size: int = 320, score_threshold: float | None = None, precision: str = "auto") -> None:
+        from .detect import SCORE_THRESHOLD, Detector
+        from .face_model import FaceModel
+        from .networks import load_networks
+        from .render.feedback import pncc_code
+
+        if isinstance(max_faces, bool) or not isinstance(max_faces, (int, np.integer)) or max_faces < 1:
+            raise InputError(f"max_faces must be a positive integer, got {max_faces!r}")
+        if isinstance(detect_every, bool) or not isinstance(detect_every, (int, np.integer)) or detect_every < 1:
+            raise InputError(f"detect_every must be a positive integer, got {detect_every!r}")
+        self.max_faces = int(max_faces)
+        self.detect_every = int(detect_every)
+        self.smoothing = SmoothingConfig.coerce(smoothing)
+        self.feedback = bool(feedback)
+        if face_model is None or isinstance(face_model, (str, os.PathLike)):
+            face_model = FaceModel.load(face_model)
+        self.model = face_model
+        self.networks = load_networks(weights, backend=backend, face_model_hash=self.model.hash,
+                                      threads=threads, max_batch=max(16, self.max_faces), precision=precision)
+        self.size = self.networks.size
+        self.backend = self.networks.coarse.backend
+        self.device = self.networks.coarse.engine.device
+        if isinstance(detector, (str, os.PathLike)) or detector is None:
+            detector = Detector(detector, score_threshold=SCORE_THRESHOLD if score_threshold is None
+                                else score_threshold, detect_size=detect_size)
+        self.detector = detector
+        m = self.model
+        k_id, k_exp = m.num_identity, m.num_expression
+        self._basis = np.ascontiguousarray(
+            np.concatenate([m.id_basis, m.exp_basis], 0).reshape(k_id + k_exp, -1), dtype=np.float32)
+        self._mean = np.ascontiguousarray(m.mean.reshape(-1), dtype=np.float32)
+        self._triangles = np.ascontiguousarray(m.triangles, dtype=np.int32)
+        self._landmarks = np.asarray(m.landmarks, dtype=np.int64)
+        self._pncc = pncc_code(m.mean)
+        self._gpu = _GpuStages(self) if self.device == "cuda" else None
+        self._state_lock = threading.Lock()
+        self._tracker: Tracker | None = None
+        self._smoother: Smoother | None = None
+        self.reset()
+
+    # ------------------------------------------------------------------------------------------ public
+    def reset(self) -> None:
+        """Forget the tracked faces (start of a new stream)."""
+        self._tracker = Tracker(self.detector, self.size, detect_every=self.detect_every, max_faces=self.max_faces)
+        self._smoother = Smoother(self.smoothing) if self.smoothing is not None else None
+
+    def __call__(self, image: Any, *, index: int = 0, timestamp: float = 0.0) -> FrameResult:
+        """Reconstruct every face of one image (H, W[, C]); independent of any stream (no tracking/smoothing)."""
+        image = to_bgr(image)
+        tracker = Tracker(self.detector, self.size, detect_every=1, max_faces=self.max_faces)
+        return self._process(image, index, timestamp, 0.0, tracker, None)
+
+    def step(self, image: Any, index: int = 0, timestamp: float = 0.0, decode_ms: float = 0.0) -> FrameResult:
+        """Process the next frame of a stream (tracking and smoothing carry over from the previous call)."""
+        image = to_bgr(image, index=index)
+        with self._state_lock:
+            return self._process(image, index, timestamp, decode_ms, self._tracker, self._smoother)
+
+    def stream(self, src: Any, *, live: bool | None = None, max_frames: int | None = None,
+               fps: float | None = None, queue_size: int | None = None) -> Iterator[FrameResult]:
+        """Generator of :class:`FrameResult`, one per decoded frame of ``src`` (see :func:`rtface.sources.open_source`).
+
+        ``live`` forces live (latest-frame-wins) or file semantics; ``max_frames`` stops after that many frames.
+        """
+        kw: dict[str, Any] = {}
+        if live is not None:
+            kw["live"] = live
+        if fps is not None:
+            kw["fps"] = fps
+        if queue_size is not None:
+            kw["queue_size"] = queue_size
+        if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) < 0):
+            raise InputError(f"max_frames must be a non-negative integer, got {max_frames!r}")
+        source = open_source(src, **kw)
+        self.reset()
+        n = 0
+        try:
+            for frame in source:
+                if max_frames is not None and n >= max_frames:
+                    break
+                yield self.step(frame.image, frame.index, frame.timestamp, frame.decode_ms)
+                n += 1
+        finally:
+            source.close()
+
+    def close(self) -> None:
+        self.networks.close()
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------ stages
+    def _process(self, image: np.ndarray, index: int, timestamp: float, decode_ms: float, tracker: Tracker,
+                 smoother: Smoother | None) -> FrameResult:
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {"decode": float(decode_ms)}
+        t0 = time.perf_counter()
+        tracks = tracker.step(image)
+        timings["detect"] = _ms(t0)
+        if smoother is not None:
+            smoother.keep_only(t.id for t in tracks)
+        if not tracks:
+            for k in ("crop", "feedback", "coarse", "mesh", "render", "fine"):
+                timings[k] = 0.0
+            timings["total"] = _ms(t_start)
+            return FrameResult(index, timestamp, image, [], timings, tracker.detected)
+        if self._gpu is not None:
+            faces = self._gpu.run(image, tracks, timings, timestamp, tracker, smoother)
+        else:
+            faces = self._run_cpu(image, tracks, timings, timestamp, tracker, smoother)
+        timings["total"] = _ms(t_start)
+        return FrameResult(index, timestamp, image, faces, timings, tracker.detected)
+
+    def _smooth(self, tracks, ident, expr, pose, timestamp, smoother):
+        """Smooth in frame coordinates, return crop-frame pose vectors (float32)."""
+        if smoother is None:
+            return ident, expr, pose
+        ident, expr, pose = ident.copy(), expr.copy(), pose.copy()
+        for i, t in enumerate(tracks):
+            c2f = invert_affine(t.frame_to_crop)
+            pf = Pose.from_vector(pose[i]).transformed(c2f).to_vector()
+            ident[i], expr[i], pf = smoother(t.id, ident[i], expr[i], pf, timestamp)
+            pose[i] = Pose.from_vector(pf).transformed(t.frame_to_crop).to_vector()
+        return ident, expr, pose
+
+    def _mesh_cpu(self, ident: np.ndarray, expr: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """Posed meshes (N, V, 3) float32 in crop pixels (one fused Numba pass; no multi-threaded BLAS)."""
+        coeffs = np.ascontiguousarray(np.concatenate([ident, expr], 1), dtype=np.float32)
+        r = rotation_matrix(pose[:, :3]).astype(np.float32)  # (N, 3, 3)
+        out = np.empty((len(coeffs), self._mean.shape[0] // 3, 3), np.float32)
+        _posed_mesh(coeffs, self._basis, self._mean, r, np.ascontiguousarray(pose, dtype=np.float32), out)
+        return out
+
+    def _run_cpu(self, image, tracks, timings, timestamp, tracker, smoother) -> list[FaceResult]:
+        from .networks import preprocess
+        from .render import rasterize
+        from .render.feedback import render_feedback
+
+        s, n = self.size, len(tracks)
+        t0 = time.perf_counter()
+        from .camera import warp_to_crop
+
+        crops = np.stack([warp_to_crop(image, t.frame_to_crop, s) for t in tracks])
+        images = preprocess(crops)
+        timings["crop"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        fb = None
+        prev = [i for i, t in enumerate(tracks) if self.feedback and t.vertices is not None and not t.reseeded]
+        if prev:
+            fb = np.zeros((n, 6, s, s), np.float32)
+            verts_prev = np.stack([_affine_vertices(tracks[i].frame_to_crop, tracks[i].vertices) for i in prev])
+            fb[prev] = render_feedback(verts_prev, self._triangles, s, self._pncc)
+        timings["feedback"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        out = self.networks.coarse.run(images, fb)
+        timings["coarse"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        ident = np.asarray(out["identity"], np.float32)
+        expr = np.asarray(out["expression"], np.float32)
+        pose = np.asarray(out["pose"], np.float32)
+        ident, expr, pose = self._smooth(tracks, ident, expr, pose, timestamp, smoother)
+        verts = self._mesh_cpu(ident, expr, pose)
+        timings["mesh"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        r = rasterize(verts, self._triangles, s, s, backend="cpu")
+        coarse, mask = r.depth, r.mask
+        timings["render"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        fine = self.networks.fine.run(images, coarse, mask.astype(np.float32))
+        fine = np.where(mask, fine, 0.0).astype(np.float32)
+        timings["fine"] = _ms(t0)
+
+        return self._faces(tracks, ident, expr, pose, verts, fine, coarse, mask, image.shape, tracker)
+
+    def _faces(self, tracks, ident, expr, pose, verts, fine, coarse, mask, shape, tracker,
+               landmarks_crop=None) -> list[FaceResult]:
+        faces = []
+        lm_crop = verts[:, self._landmarks, :2] if landmarks_crop is None else landmarks_crop
+        for i, t in enumerate(tracks):
+            c2f = invert_affine(t.frame_to_crop)
+            lm = _affine_points(c2f, lm_crop[i]).astype(np.float32)
+            face = FaceResult(box=t.box, score=t.score, track_id=t.id, identity=ident[i], expression=expr[i],
+                              crop_pose=Pose.from_vector(pose[i]), crop_vertices=verts[i], depth=fine[i],
+                              coarse_depth=coarse[i], mask=mask[i], frame_to_crop=t.frame_to_crop,
+                              landmark_index=self._landmarks, landmarks=lm)
+            faces.append(face)
+            prev_vertices = None
+            if self.feedback:
+                prev_vertices = _affine_vertices(c2f, verts[i])
+            tracker.update(t, lm, prev_vertices, shape)
+        return faces
+
+
+def _affine_vertices(affine: np.ndarray, verts: Any) -> Any:
+    """Map (V, 3) vertices (NumPy or CuPy) through a 2x3 similarity; z scales with it."""
+    a = np.asarray(affine, np.float64)
+    s = affine_scale(a)
+    if isinstance(verts, np.ndarray):  # elementwise: a (V,2)@(2,2) matmul would go to threaded BLAS
+        v = np.asarray(verts, np.float32)
+        out = np.empty_like(v)
+        x, y = v[:, 0], v[:, 1]
+        out[:, 0] = np.float32(a[0, 0]) * x + np.float32(a[0, 1]) * y + np.float32(a[0, 2])
+        out[:, 1] = np.float32(a[1, 0]) * x + np.float32(a[1, 1]) * y + np.float32(a[1, 2])
+        out[:, 2] = v[:, 2] * np.float32(s)
+        return out
+    import cupy as cp
+
+    out = cp.empty_like(verts)
+    out[:, :2] = verts[:, :2] @ cp.asarray(a[:, :2].T, dtype=verts.dtype) + cp.asarray(a[:, 2], dtype=verts.dtype)
+    out[:, 2] = verts[:, 2] * s
+    return out
+
+
+def _affine_points(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(P, 2) points through a 2x3 affine, float64, elementwise (no BLAS)."""
+    a = np.asarray(affine, np.float64)
+    p = np.asarray(points, np.float64)
+    out = np.empty_like(p)
+    out[:, 0] = a[0, 0] * p[:, 0] + a[0, 1] * p[:, 1] + a[0, 2]
+    out[:, 1] = a[1, 0] * p[:, 0] + a[1, 1] * p[:, 1] + a[1, 2]
+    return out
+
+
+def _numba_posed_mesh():
+    from numba import njit
+
+    @njit(cache=True, fastmath=True, nogil=True)
+    def posed_mesh(coeffs, basis, mean, rot, pose, depth_offset, out):
+        """out[n] = project(mean + coeffs[n] @ basis, pose[n]); basis (K, 3V), rot (N, 3, 3), out (N, V, 3)."""
+        n_faces, k_modes = coeffs.shape
+        m = mean.shape[0]
+        flat = np.empty(m, np.float32)
+        for n in range(n_faces):
+            for j in range(m):
+                flat[j] = mean[j]
+            for k in range(k_modes):
+                c = coeffs[n, k]
+                if c != 0.0:
+                    for j in range(m):
+                        flat[j] += c * basis[k, j]
+            s = pose[n, 3]
+            tx = pose[n, 4]
+            ty = pose[n, 5]
+            r = rot[n]
+            for v in range(m // 3):
+                x = flat[3 * v]
+                y = flat[3 * v + 1]
+                z = flat[3 * v + 2]
+                out[n, v, 0] = tx + s * (r[0, 0] * x + r[0, 1] * y + r[0, 2] * z)
+                out[n, v, 1] = ty - s * (r[1, 0] * x + r[1, 1] * y + r[1, 2] * z)
+                out[n, v, 2] = s * (r[2, 0] * x + r[2, 1] * y + r[2, 2] * z + depth_offset)
+
+    return posed_mesh
+
+
+_POSED_MESH = None
+
+
+def _posed_mesh(coeffs, basis, mean, rot, pose, out) -> None:
+    global _POSED_MESH
+    if _POSED_MESH is None:
+        _POSED_MESH = _numba_posed_mesh()
+    _POSED_MESH(coeffs, basis, mean, rot, pose, np.float32(DEPTH_OFFSET_CM), out)
+
+
+# ---------------------------------------------------------------------------------------------- GPU path
+
+_WARP_SRC = r"""
+extern "C" __global__ void warp_crops(const unsigned char* img, const int H, const int W,
+                                      const float* inv, const int S, const int N, float* out) {
+    // inv: (N, 6) crop (cv2 integer-centre px) -> frame (cv2 integer-centre px). out: (N, 3, S, S) RGB / 255.
+    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    long long total = (long long)N * S * S;
+    if (idx >= total) return;
+    int n = (int)(idx / ((long long)S * S));
+    int p = (int)(idx % ((long long)S * S));
+    int i = p / S, j = p % S;
+    const float* m = inv + 6 * n;
+    float x = m[0] * j + m[1] * i + m[2];
+    float y = m[3] * j + m[4] * i + m[5];
+    x = fminf(fmaxf(x, 0.0f), (float)(W - 1));   // replicate border
+    y = fminf(fmaxf(y, 0.0f), (float)(H - 1));
+    int x0 = (int)floorf(x), y0 = (int)floorf(y);
+    int x1 = min(x0 + 1, W - 1), y1 = min(y0 + 1, H - 1);
+    float fx = x - x0, fy = y - y0;
+    for (int c = 0; c < 3; ++c) {
+        float v00 = img[((long long)y0 * W + x0) * 3 + c], v01 = img[((long long)y0 * W + x1) * 3 + c];
+        float v10 = img[((long long)y1 * W + x0) * 3 + c], v11 = img[((long long)y1 * W + x1) * 3 + c];
+        float v = (v00 * (1.0f - fx) + v01 * fx) * (1.0f - fy) + (v10 * (1.0f - fx) + v11 * fx) * fy;
+        out[(((long long)n * 3 + (2 - c)) * S + i) * S + j] = v * (1.0f / 255.0f);
+    }
+}
+"""
+
+
+class _GpuStages:
+    """The pipeline's stages on the GPU (CuPy); built only when the engines run on CUDA."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        from ._optional import require
+
+        cp = require("cupy", "The GPU pipeline")
+        self.cp = cp
+        self.pipe = pipe
+        self.kernel = cp.RawKernel(_WARP_SRC, "warp_crops")
+        self.basis = cp.asarray(pipe._basis)
+        self.mean = cp.asarray(pipe._mean)
+        self.triangles = cp.asarray(pipe._triangles)
+        self.landmarks = cp.asarray(pipe._landmarks)
+        self.pncc = cp.asarray(pipe._pncc)
+
+    def crops(self, frame_dev, tracks) -> Any:
+        cp, s = self.cp, self.pipe.size
+        h, w = frame_dev.shape[:2]
+        to_cv = np.array([[1.0, 0, -0.5], [0, 1.0, -0.5]])
+        from_cv = np.array([[1.0, 0, 0.5], [0, 1.0, 0.5]])
+        inv = np.stack([compose_affine(compose_affine(to_cv, invert_affine(t.frame_to_crop)), from_cv)
+                        for t in tracks]).reshape(len(tracks), 6).astype(np.float32)
+        out = cp.empty((len(tracks), 3, s, s), dtype=cp.float32)
+        total = len(tracks) * s * s
+        self.kernel(((total + 255) // 256,), (256,),
+                    (frame_dev, np.int32(h), np.int32(w), cp.asarray(inv), np.int32(s), np.int32(len(tracks)), out))
+        return out
+
+    def feedback(self, verts) -> Any:
+        """CuPy twin of :func:`rtface.render.feedback.render_feedback` for (B, V, 3) crop-px meshes."""
+        import cupyx
+
+        from .render import rasterize
+
+        cp, s, t = self.cp, self.pipe.size, self.triangles
+        b, nv = verts.shape[:2]
+        r = rasterize(verts, t, s, s, backend="cuda", check_indices=False)
+        wv = verts * cp.asarray([1.0, -1.0, 1.0], dtype=verts.dtype)
+        e1 = wv[:, t[:, 1]] - wv[:, t[:, 0]]
+        e2 = wv[:, t[:, 2]] - wv[:, t[:, 0]]
+        fn = cp.cross(e1, e2)  # (B, T, 3)
+        vn = cp.zeros((b, nv, 3), dtype=cp.float32)
+        for k in range(3):
+            for bi in range(b):
+                cupyx.scatter_add(vn[bi], t[:, k], fn[bi].astype(cp.float32))
+        vn[..., 1] *= -1.0
+        vn /= cp.maximum(cp.linalg.norm(vn, axis=-1, keepdims=True), 1e-12)
+        attrs = cp.concatenate([vn, cp.broadcast_to(self.pncc, vn.shape)], axis=-1)  # (B, V, 6)
+        tri = r.triangle
+        ok = tri >= 0
+        ids = t[cp.maximum(tri, 0)]  # (B, S, S, 3)
+        bidx = cp.arange(b).reshape(b, 1, 1, 1)
+        vals = attrs[bidx, ids]  # (B, S, S, 3, 6)
+        out = (r.barycentric[..., None] * vals).sum(-2)  # (B, S, S, 6)
+        out = cp.where(ok[..., None], out, 0.0)
+        n = out[..., :3]
+        norm = cp.linalg.norm(n, axis=-1, keepdims=True)
+        out[..., :3] = cp.where(norm > 1e-12, n / cp.maximum(norm, 1e-12), 0.0)
+        return cp.ascontiguousarray(out.transpose(0, 3, 1, 2).astype(cp.float32))
+
+    def mesh(self, ident, expr, pose) -> Any:
+        cp = self.cp
+        coeffs = cp.asarray(np.concatenate([ident, expr], 1).astype(np.float32))
+        verts = (coeffs @ self.basis + self.mean).reshape(len(ident), -1, 3)
+        r = cp.asarray(rotation_matrix(pose[:, :3]).astype(np.float32))
+        p = verts @ cp.swapaxes(r, 1, 2)
+        pd = cp.asarray(pose.astype(np.float32))
+        p[..., 2] += DEPTH_OFFSET_CM
+        p *= pd[:, 3, None, None]
+        p[..., 0] += pd[:, 4, None]
+        p[..., 1] *= -1.0
+        p[..., 1] += pd[:, 5, None]
+        return p
+
+    def run(self, image, tracks, timings, timestamp, tracker, smoother) -> list[FaceResult]:
+        from .render import rasterize
+
+        cp, pipe, s, n = self.cp, self.pipe, self.pipe.size, len(tracks)
+        t0 = time.perf_counter()
+        frame_dev = cp.asarray(image)  # uploaded once
+        images = self.crops(frame_dev, tracks)
+        timings["crop"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        fb = None
+        prev = [i for i, t in enumerate(tracks) if pipe.feedback and t.vertices is not None and not t.reseeded]
+        if prev:
+            fb = cp.zeros((n, 6, s, s), cp.float32)
+            vp = cp.stack([_affine_vertices(tracks[i].frame_to_crop, tracks[i].vertices) for i in prev])
+            fb[cp.asarray(prev)] = self.feedback(vp)
+        timings["feedback"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        out = pipe.networks.coarse.run(images, fb)
+        ident = cp.asnumpy(out["identity"]).astype(np.float32)
+        expr = cp.asnumpy(out["expression"]).astype(np.float32)
+        pose = cp.asnumpy(out["pose"]).astype(np.float32)
+        timings["coarse"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        ident, expr, pose = pipe._smooth(tracks, ident, expr, pose, timestamp, smoother)
+        verts = self.mesh(ident, expr, pose)
+        timings["mesh"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        r = rasterize(verts, self.triangles, s, s, backend="cuda", check_indices=False)
+        coarse, mask = r.depth, r.mask
+        timings["render"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        fine = pipe.networks.fine.run(images, coarse, mask.astype(cp.float32))
+        fine = cp.where(mask, fine, 0.0).astype(cp.float32)
+        lm_crop = cp.asnumpy(verts[:, self.landmarks, :2])  # synchronises the stream
+        timings["fine"] = _ms(t0)
+        return pipe._faces(tracks, ident, expr, pose, verts, fine, coarse, mask, image.shape, tracker,
+                           landmarks_crop=lm_crop)
+
+
+# ---------------------------------------------------------------------------------------------- module API
+
+_PIPELINE_KEYS = {"weights", "backend", "detector", "max_faces", "detect_every", "smoothing", "feedback",
+                  "face_model", "threads", "detect_size", "score_threshold", "precision"}
+_CACHE: dict[tuple, Pipeline] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _cache_key(kw: dict) -> tuple | None:
+    items = []
+    for k, v in sorted(kw.items()):
+        if isinstance(v, os.PathLike):
+            v = os.fspath(v)
+        if isinstance(v, dict):
+            v = tuple(sorted(v.items()))
+        try:
+            hash(v)
+        except TypeError:
+            return None
+        items.append((k, v))
+    return tuple(items)
+
+
+def _pipeline(kw: dict) -> Pipeline:
+    unknown = set(kw) - _PIPELINE_KEYS
+    if unknown:
+        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}; Pipeline takes "
+                         f"{', '.join(sorted(_PIPELINE_KEYS))}")
+    key = _cache_key(kw)
+    if key is None:
+        return Pipeline(**kw)
+    with _CACHE_LOCK:
+        pipe = _CACHE.get(key)
+        if pipe is None:
+            pipe = _CACHE[key] = Pipeline(**kw)
+        return pipe
+
+
+def stream(src: Any, **kw: Any) -> Iterator[FrameResult]:
+    """``for frame in rtface.stream(src): ...`` — see :meth:`Pipeline.stream`; other options go to :class:`Pipeline`.
+
+    Source options: ``live``, ``max_frames``, ``fps``, ``queue_size``. A new pipeline is built per call (streams
+    hold tracking state); build a :class:`Pipeline` once and call its ``stream`` to reuse loaded networks.
+    """
+    src_kw = {k: kw.pop(k) for k in ("live", "max_frames", "fps", "queue_size") if k in kw}
+    unknown = set(kw) - _PIPELINE_KEYS
+    if unknown:
+        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))} for rtface.stream")
+    pipe = Pipeline(**kw)
+    return pipe.stream(src, **src_kw)
+
+
+def reconstruct(image: Any, **kw: Any) -> FrameResult:
+    """One image (array (H, W[, C]) or a path to an image file) -> :class:`FrameResult` (no smoothing).
+
+    Pipelines are cached per option set, so repeated calls do not reload the networks.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        from .errors import SourceError
+
+        p = Path(image)
+        with open_source(p) as source:
+            frame = next(iter(source), None)
+        if frame is None:
+            raise SourceError(f"{p} holds no decodable image")
+        image = frame.image
+    kw.setdefault("smoothing", False)
+    return _pipeline(kw)(image)
+
+
+__all__ = ["DETECT_EVERY", "MAX_FACES", "Pipeline", "reconstruct", "stream"]

@@ -1,0 +1,259 @@
+"""Results of the pipeline: :class:`FrameResult` (one per frame) holding :class:`FaceResult` (one per face).
+
+Results are cheap to produce: the pipeline stores what it computed anyway (crop-aligned maps, coefficients,
+crop-pixel vertices) and everything derived is computed on first access and cached:
+
+* ``FaceResult.vertices`` (frame px), ``landmarks``, ``pose`` (frame coordinates);
+* ``FrameResult.depth`` / ``FrameResult.mask``: every face's crop depth pasted into the frame, only over the
+  face's bounding region, converted to frame pixels (``z_frame = z_crop / |frame_to_crop|``); where faces
+  overlap the nearest (largest depth) wins; 0 and False where no face is.
+
+Arrays computed on the GPU (CuPy) are copied to the host when a field is first read.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .camera import Pose, affine_scale, apply_affine, compose_affine, invert_affine
+
+
+def _host(x: Any) -> Any:
+    if x is None or isinstance(x, np.ndarray):
+        return x
+    if type(x).__module__.split(".")[0] == "cupy":
+        return x.get()
+    return np.asarray(x)
+
+
+class _Lazy:
+    """Descriptor: attribute stored as ``_name``; a CuPy value is copied to the host on first read."""
+
+    def __set_name__(self, owner, name):
+        self.name = "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        v = obj.__dict__.get(self.name)
+        if v is not None and not isinstance(v, np.ndarray):
+            v = _host(v)
+            obj.__dict__[self.name] = v
+        return v
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.name] = value
+
+
+class FaceResult:
+    """One reconstructed face.
+
+    Attributes:
+        box: (4,) float32 xyxy in frame pixels (detector box, carried along by tracking).
+        score: detector score of the face's last detection.
+        track_id: stable id of the face across frames of a stream.
+        identity: (100,) float32 N(0,1)-scaled identity coefficients.
+        expression: (53,) float32 blendshape weights in [0, 1].
+        crop_pose: :class:`rtface.camera.Pose` in the crop (what CoarseNet estimated, after smoothing).
+        pose: the same pose in **frame** coordinates (``crop_pose.transformed(crop_to_frame)``).
+        crop_vertices: (V, 3) float32 posed mesh in crop pixels.
+        vertices: (V, 3) float32 posed mesh in frame pixels, z toward the camera (frame px).
+        landmarks: (68, 2) float32 iBUG landmarks in frame pixels.
+        depth, coarse_depth: (S, S) float32 crop-aligned depth in crop pixels (fine and 3DMM), 0 outside.
+        mask: (S, S) bool, True where the face is rendered in the crop.
+        crop_to_frame: (2, 3) float64 similarity crop -> frame; ``frame_to_crop`` its inverse.
+        mm_per_pixel: millimetres per crop pixel (``10 / pose.scale`` of the crop pose; pose scale is px/cm).
+    """
+
+    depth = _Lazy()
+    coarse_depth = _Lazy()
+    mask = _Lazy()
+    crop_vertices = _Lazy()
+
+    def __init__(self, *, box, score, track_id, identity, expression, crop_pose: Pose, crop_vertices,
+                 depth, coarse_depth, mask, frame_to_crop, landmark_index=None, landmarks=None) -> None:
+        self.box = np.asarray(box, np.float32)
+        self.score = float(score)
+        self.track_id = int(track_id)
+        self.identity = np.asarray(identity, np.float32)
+        self.expression = np.asarray(expression, np.float32)
+        self.crop_pose = crop_pose
+        self.crop_vertices = crop_vertices
+        self.depth = depth
+        self.coarse_depth = coarse_depth
+        self.mask = mask
+        self.frame_to_crop = np.asarray(frame_to_crop, np.float64)
+        self.crop_to_frame = invert_affine(self.frame_to_crop)
+        self._landmark_index = landmark_index
+        self._landmarks = None if landmarks is None else np.asarray(landmarks, np.float32)
+        self._vertices = None
+        self._pose = None
+
+    @property
+    def size(self) -> int:
+        return int(self.depth.shape[-1])
+
+    @property
+    def mm_per_pixel(self) -> float:
+        s = float(self.crop_pose.scale)
+        return 10.0 / s if s > 0 else float("nan")
+
+    @property
+    def pose(self) -> Pose:
+        if self._pose is None:
+            self._pose = self.crop_pose.transformed(self.crop_to_frame)
+        return self._pose
+
+    @property
+    def vertices(self) -> np.ndarray:
+        if self._vertices is None:
+            a = self.crop_to_frame  # elementwise: a (V, 2) @ (2, 2) matmul would go to multi-threaded BLAS
+            v = np.asarray(self.crop_vertices, np.float32)
+            out = np.empty_like(v)
+            out[:, 0] = np.float32(a[0, 0]) * v[:, 0] + np.float32(a[0, 1]) * v[:, 1] + np.float32(a[0, 2])
+            out[:, 1] = np.float32(a[1, 0]) * v[:, 0] + np.float32(a[1, 1]) * v[:, 1] + np.float32(a[1, 2])
+            out[:, 2] = v[:, 2] * np.float32(affine_scale(a))
+            self._vertices = out
+        return self._vertices
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        if self._landmarks is None:
+            lm = self.crop_vertices[self._landmark_index, :2]
+            self._landmarks = apply_affine(self.crop_to_frame, lm)
+        return self._landmarks
+
+    def frame_region(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        """Integer bounds ``(x0, y0, x1, y1)`` of the face's mask in the frame (clipped), or None if empty."""
+        m = self.mask
+        ys, xs = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+        if len(ys) == 0:
+            return None
+        y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+        p = apply_affine(self.crop_to_frame, corners)
+        fx0 = max(0, int(math.floor(p[:, 0].min())) - 1)
+        fy0 = max(0, int(math.floor(p[:, 1].min())) - 1)
+        fx1 = min(width, int(math.ceil(p[:, 0].max())) + 1)
+        fy1 = min(height, int(math.ceil(p[:, 1].max())) + 1)
+        if fx1 <= fx0 or fy1 <= fy0:
+            return None
+        return fx0, fy0, fx1, fy1
+
+    def paste(self, height: int, width: int, which: str = "depth"):
+        """This face's ``depth`` (or ``coarse_depth``) in frame pixels over its frame region.
+
+        Returns ``(region, depth, mask)`` with ``region = (x0, y0, x1, y1)`` and arrays of the region's shape,
+        or None when the face is outside the frame. Depth is in frame pixels; linear interpolation normalised by
+        the interpolated mask, so the face border does not blend with the 0 background.
+        """
+        import cv2
+
+        region = self.frame_region(height, width)
+        if region is None:
+            return None
+        x0, y0, x1, y1 = region
+        src = self.depth if which == "depth" else self.coarse_depth
+        m = self.mask.astype(np.float32)
+        d = np.where(self.mask, src, 0.0).astype(np.float32)
+        # region px -> crop px, in cv2's integer-centre convention (rtface centres are at +0.5).
+        shift = np.array([[1.0, 0, x0 + 0.5], [0, 1.0, y0 + 0.5]])
+        a = compose_affine(self.frame_to_crop, shift)
+        a[:, 2] -= 0.5
+        size = (x1 - x0, y1 - y0)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        dm = cv2.warpAffine(d, a, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        mm = cv2.warpAffine(m, a, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        inside = mm >= 0.5
+        to_frame = 1.0 / affine_scale(self.frame_to_crop)
+        depth = np.where(inside, dm / np.maximum(mm, 1e-6) * np.float32(to_frame), 0.0).astype(np.float32)
+        return region, depth, inside
+
+    def __repr__(self) -> str:
+        b = ", ".join(f"{v:.0f}" for v in self.box)
+        return f"<FaceResult track {self.track_id} box [{b}] score {self.score:.2f}>"
+
+
+class FrameResult:
+    """Everything rtface found in one frame.
+
+    Attributes:
+        index, timestamp: position in the source and time in seconds (see :mod:`rtface.sources`).
+        image: (H, W, 3) uint8 BGR, the decoded frame.
+        faces: list of :class:`FaceResult`, best detector score first.
+        timings: dict stage -> milliseconds (decode, detect, crop, coarse, mesh, render, fine, paste, total).
+        detected: whether the detector ran on this frame (else faces were tracked).
+        depth: (H, W) float32 depth of every face in frame pixels, 0 elsewhere (computed on first access).
+        mask: (H, W) bool, True where a face is (computed on first access).
+    """
+
+    def __init__(self, index: int, timestamp: float, image: np.ndarray, faces: list[FaceResult],
+                 timings: dict[str, float], detected: bool = True) -> None:
+        self.index = int(index)
+        self.timestamp = float(timestamp)
+        self.image = image
+        self.faces = faces
+        self.timings = timings
+        self.detected = bool(detected)
+        self._depth = None
+        self._mask = None
+        self._coarse = None
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    def _paste(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        import time
+
+        t0 = time.perf_counter()
+        h, w = self.height, self.width
+        depth = np.zeros((h, w), np.float32)
+        mask = np.zeros((h, w), bool)
+        for face in self.faces:
+            r = face.paste(h, w, which)
+            if r is None:
+                continue
+            (x0, y0, x1, y1), d, m = r
+            sd, sm = depth[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+            win = m & (~sm | (d > sd))
+            sd[win] = d[win]
+            sm |= m
+        self.timings.setdefault("paste", (time.perf_counter() - t0) * 1e3)
+        return depth, mask
+
+    @property
+    def depth(self) -> np.ndarray:
+        if self._depth is None:
+            self._depth, self._mask = self._paste("depth")
+        return self._depth
+
+    @property
+    def mask(self) -> np.ndarray:
+        if self._mask is None:
+            self._depth, self._mask = self._paste("depth")
+        return self._mask
+
+    @property
+    def coarse_depth(self) -> np.ndarray:
+        """(H, W) float32 3DMM (coarse) depth of every face in frame pixels, 0 elsewhere."""
+        if self._coarse is None:
+            self._coarse, _ = self._paste("coarse_depth")
+        return self._coarse
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __repr__(self) -> str:
+        return (f"<FrameResult {self.index} t={self.timestamp:.3f}s {self.width}x{self.height} "
+                f"{len(self.faces)} face(s)>")
+
+
+__all__ = ["FaceResult", "FrameResult"]

@@ -59,7 +59,6 @@ def synthetic_frames(frames: int = FRAMES, seed: int = 0, width: int = WIDTH, he
         from .face_model import FaceModel
 
         model = FaceModel.load()
-    md = synth._data(model)
     cfg = synth.SynthConfig(occluder_prob=0.0, blur_prob=0.0, jpeg_prob=0.0, noise_sigma=(0.0, 0.0),
                             pore_noise=(0.0, 0.0), specular_prob=0.0, hair_prob=1.0, stubble_prob=0.0)
     id_rng = np.random.default_rng(seed)
@@ -73,10 +72,9 @@ def synthetic_frames(frames: int = FRAMES, seed: int = 0, width: int = WIDTH, he
         expression = _expression(model, t)
         angles = np.radians([6 * math.sin(2 * math.pi * 0.3 * t), 22 * math.sin(2 * math.pi * 0.2 * t),
                              6 * math.sin(2 * math.pi * 0.15 * t + 1.0)])
-        verts = model.vertices(identity, expression)
         rng = np.random.default_rng(seed)  # same skin, hair and light every frame
         jitter = np.array([-0.3, 0.0, 0.0, 0.0])  # shrink the face in its crop: nothing is cut at the edges
-        face = synth._render(model, md, rng, cfg, s, False, identity, expression, verts, angles, jitter)
+        face = synth.render_face(model, identity, expression, angles, rng, size=s, config=cfg, jitter=jitter)
         # keep the face (silhouette with its eye/mouth openings filled), drop the synthetic background
         outside = np.pad((~face.mask).astype(np.uint8), 1, constant_values=1)
         ff = np.zeros((s + 4, s + 4), np.uint8)

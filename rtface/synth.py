@@ -320,6 +320,27 @@ def sample(model, rng: np.random.Generator, size: int = 128, detail: bool = True
     return _render(model, md, rng, cfg, size, detail, identity, expression, verts, angles, jitter)
 
 
+def render_face(model, identity: np.ndarray, expression: np.ndarray, angles: np.ndarray,
+                rng: np.random.Generator, size: int = 128, detail: bool = False,
+                config: SynthConfig | None = None, jitter: np.ndarray | None = None) -> SynthFace:
+    """Render a chosen face: identity (Ki,), expression (Ke,), head angles (pitch, yaw, roll) in radians.
+
+    Framing as in :func:`sample` with the given ``jitter`` (relative scale, x and y shift in units of the
+    crop, rotation in radians; zeros = exactly the template framing); skin, lighting, background and
+    detail come from ``rng`` (the same seed gives the same look, so a sequence of frames stays coherent).
+    """
+    cfg = config or SynthConfig()
+    size = _check_size(size)
+    identity = np.asarray(identity, dtype=np.float32)
+    expression = np.asarray(expression, dtype=np.float32)
+    verts = _single_vertices(model, identity, expression)
+    j = np.zeros(4) if jitter is None else np.asarray(jitter, dtype=np.float64)
+    if j.shape != (4,):
+        raise InputError(f"jitter must have 4 values (scale, dx, dy, rotation), got shape {j.shape}")
+    return _render(model, _data(model), rng, cfg, size, detail, identity, expression, verts,
+                   np.asarray(angles, dtype=np.float64), j)
+
+
 def batch(model, n: int, seed: int, size: int = 128, detail: bool = True,
           config: SynthConfig | None = None) -> dict[str, np.ndarray]:
     """``n`` faces stacked per field (``image`` (n, S, S, 3) ...); face ``i`` is
@@ -753,7 +774,7 @@ def _timing(n: int = 64, size: int = 128) -> float:
     return (time.perf_counter() - t) / n * 1e3
 
 
-__all__ = ["FIELDS", "SynthConfig", "SynthFace", "batch", "sample"]
+__all__ = ["FIELDS", "SynthConfig", "SynthFace", "batch", "render_face", "sample"]
 
 if __name__ == "__main__":
     print(f"{_timing():.2f} ms per 128x128 synthetic face (batch of 64, one process)")

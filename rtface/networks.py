@@ -1,0 +1,216 @@
+"""Runtime wrappers of the shipped networks (no torch): manifest, checksums, CoarseNet and FineNet.
+
+``rtface/weights/manifest.json`` (docs/CONTRACTS.md) names the two ONNX files with their sha256, the crop
+size S and the face-model hash. :func:`load_networks` verifies every checksum (:class:`AssetError` on a
+missing or altered file) and wraps each file in an engine of :func:`rtface.engines.load_engine`::
+
+    nets = load_networks(backend="cpu")
+    x = preprocess(crops_bgr)                       # (N, S, S, 3) uint8 BGR -> (N, 3, S, S) float32 RGB [0, 1]
+    out = nets.coarse.run(x)                        # {"identity", "expression", "pose"}
+    depth = nets.fine.run(x, coarse_depth, mask)    # (N, S, S) crop px
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import AssetError, InputError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_dir(path: str | os.PathLike | None = None) -> Path:
+    """The weights folder: ``path``, else ``$RTFACE_WEIGHTS``, else the package's ``rtface/weights``."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("RTFACE_WEIGHTS")
+    return Path(env) if env else WEIGHTS_DIR
+
+
+def load_manifest(directory: str | os.PathLike | None = None, *, verify: bool = True) -> dict:
+    """Read ``manifest.json`` of a weights folder and (by default) verify every network's sha256."""
+    d = weights_dir(directory)
+    mpath = d / MANIFEST
+    if not mpath.is_file():
+        raise AssetError(f"No network weights: {mpath} does not exist. Reinstall rtface, or export weights "
+                         f"with 'python -m train.export' (or set RTFACE_WEIGHTS to a folder with a manifest).")
+    try:
+        manifest = json.loads(mpath.read_text())
+        str(manifest["variant"])
+        size = int(manifest["input_size"])
+        networks = manifest["networks"]
+        for key in ("coarse", "fine"):
+            str(networks[key]["file"]), str(networks[key]["sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AssetError(f"The weights manifest {mpath} is corrupt or incomplete ({type(exc).__name__}: {exc}); "
+                         f"reinstall rtface or re-export the weights.") from exc
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise AssetError(f"The weights manifest {mpath} has format {manifest.get('format')!r}; this rtface "
+                         f"reads format {MANIFEST_FORMAT}. Use weights exported for this version.")
+    if verify:
+        for key in ("coarse", "fine"):
+            entry = networks[key]
+            p = d / entry["file"]
+            if not p.is_file():
+                raise AssetError(f"The {key} network {p} named in {mpath} is missing; reinstall rtface or "
+                                 f"re-export the weights.")
+            actual = _sha256(p)
+            if actual != entry["sha256"]:
+                raise AssetError(f"The {key} network {p} fails its checksum (sha256 {actual[:16]}..., manifest "
+                                 f"says {entry['sha256'][:16]}...): the file is corrupt or was replaced. "
+                                 f"Reinstall rtface or re-export the weights with 'python -m train.export'.")
+    manifest["_dir"] = str(d)
+    manifest["input_size"] = size
+    return manifest
+
+
+def preprocess(crops_bgr: np.ndarray) -> np.ndarray:
+    """Crops ``(N, S, S, 3)`` (or ``(S, S, 3)``) uint8 BGR -> ``(N, 3, S, S)`` float32 RGB in [0, 1]."""
+    a = np.asarray(crops_bgr)
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] != 3:
+        raise InputError(f"crops must have shape (N, S, S, 3) BGR, got {np.shape(crops_bgr)}")
+    if a.dtype != np.uint8:
+        raise InputError(f"crops must be uint8 BGR images, got dtype {a.dtype}")
+    out = a[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
+    out *= np.float32(1.0 / 255.0)
+    return out
+
+
+def _check_images(images: Any, size: int, what: str) -> Any:
+    shape = tuple(images.shape)
+    if len(shape) != 4 or shape[1:] != (3, size, size):
+        raise InputError(f"{what}: images must have shape (N, 3, {size}, {size}) RGB float32 in [0, 1] "
+                         f"(use rtface.networks.preprocess on BGR crops), got {shape}")
+    return images
+
+
+def _as_map(x: Any, n: int, size: int, name: str, xp) -> Any:
+    shape = tuple(x.shape)
+    if shape == (n, size, size):
+        x = x.reshape(n, 1, size, size)
+    elif shape != (n, 1, size, size):
+        raise InputError(f"{name} must have shape ({n}, {size}, {size}) or ({n}, 1, {size}, {size}), got {shape}")
+    if x.dtype != xp.float32:
+        x = x.astype(xp.float32)
+    return x
+
+
+def _xp(array: Any):
+    if type(array).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+class _Network:
+    def __init__(self, engine, size: int, variant: str):
+        self.engine = engine
+        self.size = int(size)
+        self.variant = variant
+
+    @property
+    def backend(self) -> str:
+        return self.engine.name
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class CoarseNet(_Network):
+    """3DMM + pose regressor: ``run(images (N,3,S,S), feedback=None) -> {"identity", "expression", "pose"}``."""
+
+    def run(self, images: Any, feedback: Any = None) -> dict[str, Any]:
+        """Images RGB [0, 1] ``(N, 3, S, S)``; ``feedback`` ``(N, 6, S, S)`` (``rtface.render.feedback``) or
+        None for zeros (no previous estimate). Returns identity (N,100), expression (N,53), pose (N,6)."""
+        s = self.size
+        _check_images(images, s, "CoarseNet")
+        xp = _xp(images)
+        n = images.shape[0]
+        if feedback is None:
+            feedback = xp.zeros((n, 6, s, s), dtype=xp.float32)
+        elif tuple(feedback.shape) != (n, 6, s, s):
+            raise InputError(f"CoarseNet: feedback must have shape ({n}, 6, {s}, {s}), got {tuple(feedback.shape)}")
+        return self.engine.run({"image": images, "feedback": feedback})
+
+
+class FineNet(_Network):
+    """Detail network: ``run(images, coarse_depth, mask) -> depth (N, S, S)`` in crop pixels."""
+
+    def run(self, images: Any, coarse_depth: Any, mask: Any) -> Any:
+        s = self.size
+        _check_images(images, s, "FineNet")
+        xp = _xp(images)
+        n = images.shape[0]
+        d = _as_map(coarse_depth, n, s, "coarse_depth", xp)
+        m = _as_map(mask, n, s, "mask", xp)
+        out = self.engine.run({"image": images, "coarse_depth": d, "mask": m})["depth"]
+        return out.reshape(n, s, s)
+
+
+@dataclass
+class Networks:
+    coarse: CoarseNet
+    fine: FineNet
+    manifest: dict
+
+    @property
+    def size(self) -> int:
+        return int(self.manifest["input_size"])
+
+    @property
+    def trained(self) -> bool:
+        return self.manifest.get("training", {}).get("status") != "untrained"
+
+    def close(self) -> None:
+        self.coarse.close()
+        self.fine.close()
+
+
+def load_networks(directory: str | os.PathLike | None = None, backend: str = "auto", *,
+                  face_model_hash: str | None = None, threads: int | None = None, max_batch: int = 16,
+                  precision: str = "auto", cache_dir: str | os.PathLike | None = None) -> Networks:
+    """Verify the manifest of a weights folder and load both networks on ``backend``.
+
+    Raises:
+        AssetError: missing/corrupt manifest or file, checksum mismatch, or weights trained for another face
+            model than ``face_model_hash`` (when given).
+    """
+    from .engines import load_engine
+
+    manifest = load_manifest(directory)
+    if face_model_hash is not None and manifest.get("face_model_hash") != face_model_hash:
+        raise AssetError(f"The network weights in {manifest['_dir']} were trained for face model "
+                         f"{str(manifest.get('face_model_hash'))[:12]}..., but the loaded face model is "
+                         f"{face_model_hash[:12]}...; use weights exported for this face model.")
+    d = Path(manifest["_dir"])
+    size = manifest["input_size"]
+    engines = {}
+    for key in ("coarse", "fine"):
+        engines[key] = load_engine(d / manifest["networks"][key]["file"], backend=backend, precision=precision,
+                                   threads=threads, cache_dir=cache_dir, max_batch=max_batch)
+    return Networks(CoarseNet(engines["coarse"], size, manifest["variant"]),
+                    FineNet(engines["fine"], size, manifest["variant"]), manifest)
+
+
+__all__ = ["CoarseNet", "FineNet", "Networks", "WEIGHTS_DIR", "load_manifest", "load_networks", "preprocess",
+           "weights_dir"]

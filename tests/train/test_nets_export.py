@@ -1,0 +1,165 @@
+"""Network shapes, pose decoding, ONNX export parity with ONNX Runtime, checkpoint errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+
+def tiny_variant(size: int = 32):
+    from train.config import CoarseConfig, FineConfig, get_variant
+
+    return dataclasses.replace(
+        get_variant("s"), name="s", size=size,
+        coarse=CoarseConfig(widths=(8, 8, 16, 16), stem_width=8, head_width=16),
+        fine=FineConfig(widths=(8, 8, 16), first_stride=2, head=(8, 8, 8, 4)))
+
+
+def randomise(module):
+    """Give every parameter (also the zero-initialised last layers) random values, so parity is meaningful."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+
+
+@pytest.mark.parametrize("variant", ["s", "paper"])
+def test_shapes_and_initial_prediction(variant):
+    from rtface.crop import frontal_pose
+    from train.config import get_variant
+    from train.nets import CoarseNet, FineNet
+
+    cfg = get_variant(variant)
+    s = cfg.size
+    c, f = CoarseNet(cfg).eval(), FineNet(cfg).eval()
+    with torch.no_grad():
+        idn, exp, pose = c(torch.rand(2, 3, s, s), torch.zeros(2, 6, s, s))
+        depth = f(torch.rand(2, 3, s, s), torch.rand(2, 1, s, s) * 50, torch.ones(2, 1, s, s))
+    assert idn.shape == (2, 100) and exp.shape == (2, 53) and pose.shape == (2, 6) and depth.shape == (2, 1, s, s)
+    assert torch.all((exp > 0) & (exp < 1))
+    np.testing.assert_allclose(pose[0].numpy(), frontal_pose(s), rtol=0.05, atol=0.05)
+
+
+def test_fine_output_is_coarse_outside_mask():
+    from train.nets import FineNet
+
+    cfg = tiny_variant()
+    f = FineNet(cfg).eval()
+    randomise(f)
+    coarse = torch.rand(1, 1, 32, 32) * 10
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    with torch.no_grad():
+        d = f(torch.rand(1, 3, 32, 32), coarse, mask)
+    assert torch.equal(d[mask == 0], coarse[mask == 0])
+    assert not torch.equal(d[mask == 1], coarse[mask == 1])
+
+
+def test_export_parity_and_manifest(tmp_path, face_model):
+    from train.export import export, sha256_file
+    from train.nets import CoarseNet, FineNet
+
+    cfg = tiny_variant()
+    c, f = CoarseNet(cfg), FineNet(cfg)
+    randomise(c)
+    randomise(f)
+    m = export(cfg, c, f, tmp_path, face_model.hash, {"status": "untrained"}, tol=1e-4)
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    assert man == m and man["input_size"] == 32 and man["face_model_hash"] == face_model.hash
+    for key in ("coarse", "fine"):
+        assert man["networks"][key]["sha256"] == sha256_file(tmp_path / man["networks"][key]["file"])
+        assert man["networks"][key]["parity_max_abs_diff"] < 1e-3
+
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(tmp_path / "coarse_s.onnx"))
+    assert model.opset_import[0].version >= 17
+    assert [i.name for i in model.graph.input] == ["image", "feedback"]
+    assert [o.name for o in model.graph.output] == ["identity", "expression", "pose"]
+    # dynamic batch: batch 3 runs and matches torch
+    sess = ort.InferenceSession(str(tmp_path / "fine_s.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
+    d = np.random.default_rng(1).random((3, 1, 32, 32), dtype=np.float32) * 20
+    mk = np.ones((3, 1, 32, 32), np.float32)
+    got = sess.run(["depth"], {"image": x, "coarse_depth": d, "mask": mk})[0]
+    with torch.no_grad():
+        ref = f.eval()(torch.from_numpy(x), torch.from_numpy(d), torch.from_numpy(mk)).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_export_fails_on_parity_violation(tmp_path, face_model, monkeypatch):
+    import train.export as ex
+    from train.nets import CoarseNet, FineNet
+
+    cfg = tiny_variant()
+    c, f = CoarseNet(cfg), FineNet(cfg)
+    randomise(f)
+    real = ex.onnx_bytes
+
+    def broken(module, args, inputs, outputs):  # export a *different* FineNet: parity must catch it
+        if module is f:
+            other = FineNet(cfg)
+            randomise(other)
+            with torch.no_grad():
+                for p in other.parameters():
+                    p.mul_(1.5)
+            return real(other, args, inputs, outputs)
+        return real(module, args, inputs, outputs)
+
+    monkeypatch.setattr(ex, "onnx_bytes", broken)
+    with pytest.raises(ex.ExportError, match="differs from torch"):
+        ex.export(cfg, c, f, tmp_path, face_model.hash, {"status": "untrained"})
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def _save_ckpt(path, cfg, face_model):
+    from train.phase1 import Phase1
+
+    trainer = Phase1(cfg, face_model, total_steps=1)
+    trainer.save(path)
+
+
+def test_checkpoint_errors(tmp_path, face_model):
+    from train.phase1 import CheckpointError, load_checkpoint
+
+    cfg = tiny_variant()
+    good = tmp_path / "ckpt.pt"
+    _save_ckpt(good, cfg, face_model)
+    ck = load_checkpoint(good, variant="s", face_model_hash=face_model.hash)
+    assert ck["variant"] == "s" and ck["step"] == 0
+    with pytest.raises(CheckpointError, match="variant 's', not 'paper'"):
+        load_checkpoint(good, variant="paper")
+    with pytest.raises(CheckpointError, match="face model"):
+        load_checkpoint(good, variant="s", face_model_hash="0" * 64)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(bad)
+    junk = tmp_path / "junk.pt"
+    torch.save({"hello": torch.zeros(1)}, junk)
+    with pytest.raises(CheckpointError, match="not an rtface"):
+        load_checkpoint(junk)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_export_cli_rejects_wrong_variant(tmp_path, face_model, capsys):
+    from train.export import main
+
+    cfg = tiny_variant()
+    ck = tmp_path / "ckpt.pt"
+    _save_ckpt(ck, cfg, face_model)
+    assert main(["--checkpoint", str(ck), "--variant", "paper", "--out", str(tmp_path / "w")]) == 2
+    assert "variant 's', not 'paper'" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

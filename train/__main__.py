@@ -1,0 +1,33 @@
+"""``python -m train``: list the training subcommands (each is ``python -m train.<name> --help``)."""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "phase1": "supervised training on synthetic faces: CoarseNet (geometry loss) + FineNet pretraining",
+    "export": "export a checkpoint (or --random-init nets) to ONNX + rtface/weights/manifest.json",
+}
+OPTIONAL = {  # listed when the module is present
+    "phase2": "unsupervised shape-from-shading fine-tuning on real faces",
+    "realdata": "prepare the real-face data set used by phase 2",
+}
+_here = __import__("pathlib").Path(__file__).resolve().parent
+COMMANDS.update({k: v for k, v in OPTIONAL.items() if (_here / f"{k}.py").is_file()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in COMMANDS:
+        import importlib
+
+        return importlib.import_module(f"train.{args[0]}").main(args[1:]) or 0
+    print("usage: python -m train <command> [options]   (or python -m train.<command>)\n\ncommands:")
+    for name, what in COMMANDS.items():
+        print(f"  {name:8s} {what}")
+    print("\nvariants: s (S=128, real time on a CPU), paper (S=200, paper-sized); see train/config.py")
+    return 0 if not args or args[0] in {"-h", "--help"} else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

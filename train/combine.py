@@ -1,0 +1,68 @@
+"""Combine two phase-1 checkpoints: the CoarseNet of one run and the FineNet of another.
+
+Phase 1 may train the two networks in separate runs (``python -m train.phase1 --fine-only --init ...``
+trains a FineNet while a CoarseNet run goes on), and phase 2 and the export take one checkpoint.
+
+``python -m train.combine --coarse RUN_A/ckpt_last.pt --fine RUN_B/ckpt_last.pt --out combined.pt``
+
+The result has the FineNet run's configuration (its ``fine`` and ``train`` sections) with the CoarseNet run's
+``coarse`` section, which must describe the same CoarseNet architecture the weights have; both runs must use
+the same variant and face model. Optimiser states are not carried over (a combined checkpoint starts phase 2
+or goes to the export, it is not resumed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .phase1 import CheckpointError, load_checkpoint, save_checkpoint
+
+
+def combine(coarse_ckpt: dict, fine_ckpt: dict) -> dict:
+    """A checkpoint dict with the CoarseNet of ``coarse_ckpt`` and the FineNet of ``fine_ckpt``."""
+    for key in ("variant", "face_model_hash"):
+        if coarse_ckpt.get(key) != fine_ckpt.get(key):
+            raise CheckpointError(f"the two checkpoints differ in {key} ({coarse_ckpt.get(key)!r} vs "
+                                  f"{fine_ckpt.get(key)!r}); combine checkpoints of one variant and face model")
+    if coarse_ckpt["config"]["coarse"] != fine_ckpt["config"]["coarse"]:
+        raise CheckpointError("the two checkpoints have different CoarseNet configurations; the CoarseNet "
+                              "weights would not fit the combined configuration")
+    config = dict(fine_ckpt["config"])
+    return {
+        "format": fine_ckpt["format"],
+        "variant": fine_ckpt["variant"],
+        "config": config,
+        "face_model_hash": fine_ckpt["face_model_hash"],
+        "step": int(coarse_ckpt["step"]),
+        "total_steps": int(coarse_ckpt.get("total_steps", coarse_ckpt["step"])),
+        "coarse": coarse_ckpt["coarse"],
+        "fine": fine_ckpt["fine"],
+        "provenance": {
+            "combined": True,
+            "coarse": {"step": int(coarse_ckpt["step"]), "total_steps": coarse_ckpt.get("total_steps"),
+                       **coarse_ckpt.get("provenance", {})},
+            "fine": {"step": int(fine_ckpt["step"]), "total_steps": fine_ckpt.get("total_steps"),
+                     **fine_ckpt.get("provenance", {})},
+        },
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train.combine", description=__doc__.split("\n")[0])
+    ap.add_argument("--coarse", required=True, help="checkpoint whose CoarseNet is kept")
+    ap.add_argument("--fine", required=True, help="checkpoint whose FineNet is kept")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    try:
+        combined = combine(load_checkpoint(args.coarse), load_checkpoint(args.fine))
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    save_checkpoint(combined, args.out)
+    print(f"wrote {args.out}: CoarseNet of {args.coarse} (step {combined['step']}), FineNet of {args.fine}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

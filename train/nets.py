@@ -1,0 +1,189 @@
+"""CoarseNet and FineNet (Richardson et al., CVPR 2017, Fig. 3), sized per variant (``train/config.py``).
+
+Both networks take the contract's inputs (docs/CONTRACTS.md) and do every normalisation inside, so the
+exported ONNX files see raw crops (RGB in [0, 1]) and depth in crop pixels.
+
+CoarseNet
+    ResNet-style trunk: 7x7/2 stem conv, optional 3x3/2 max pool (an extra early stride), residual stages
+    of basic blocks (first block of each stage stride 2), a 3x3 conv, global average pool, and one fully
+    connected layer to identity (100), expression (53, sigmoid) and pose (6). Input: the image
+    (normalised with ImageNet mean/std) concatenated with the 6-channel feedback of the input rendering
+    layer (normals in [-1, 1] and PNCC in [0, 1], zeros outside the face / without an estimate).
+
+    Pose decoding (our choice; the paper is silent). The network predicts normalised values ``r`` and the
+    module decodes them into the contract's physical units::
+
+        pitch, yaw, roll = r[0:3]                       (rad, plain regression)
+        scale            = s0 * exp(r[3])               (s0 = crop.frontal_pose(S) scale, px per cm)
+        tx, ty           = (tx0, ty0) + r[4:6] * S / 8  ((tx0, ty0) = crop.frontal_pose(S) translation,
+                                                          i.e. the crop centre shifted by the template's
+                                                          0.5 cm vertical offset)
+
+    Angles are regressed *without* a tanh bound: the loss is geometric (vertex and landmark error), whose
+    gradient with respect to an angle never vanishes the way a saturated tanh's does, and synthetic poses
+    stay well inside (-pi/2, pi/2) anyway. ``exp`` keeps the scale positive and makes its error relative.
+    The output layer starts near zero, so an untrained net predicts the mean face, frontal, template-aligned.
+
+FineNet
+    Hypercolumn network: VGG-like blocks (2-3 3x3 convs each, max pool between blocks), every block's
+    output upsampled to the input resolution and concatenated with the inputs, then 1x1 convs
+    (paper: 450-50-50-10-1) predict a depth residual in crop pixels. ``depth = coarse + residual * mask``.
+    Implementation detail: the first 1x1 conv of the head is applied to each block *before* upsampling
+    and the results summed. Bilinear upsampling is linear per channel with weights summing to one, so
+    ``conv1x1(concat(up(f1), up(f2), ...)) == sum_k up(conv1x1_k(f_k))`` exactly - the paper's
+    hypercolumn, at a fraction of the cost (no wide full-resolution tensor). The ``s`` variant also runs
+    block 1 at half resolution (``first_stride=2``); the paper variant at full resolution.
+
+    Depth input is centred and scaled inside: ``(coarse - masked mean) * mask * 4 / S`` (about [-1, 1] for a
+    face filling the crop), plus the mask itself as a channel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtface.crop import frontal_pose
+
+from .config import FEEDBACK_CHANNELS, NUM_EXPRESSION, NUM_IDENTITY, POSE_SIZE, VariantConfig
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+EXPRESSION_INIT_BIAS = -2.0  # sigmoid(-2) ~ 0.12: a mostly neutral face before training
+
+
+def _conv_bn(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        nn.init.zeros_(self.bn2.weight)  # residual branch starts at zero: an identity block
+        self.short = None
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = self.bn2(self.conv2(y))
+        s = x if self.short is None else self.short(x)
+        return F.relu(y + s, inplace=True)
+
+
+class CoarseNet(nn.Module):
+    """(image (N,3,S,S) RGB [0,1], feedback (N,6,S,S)) -> identity (N,100), expression (N,53), pose (N,6)."""
+
+    def __init__(self, cfg: VariantConfig):
+        super().__init__()
+        self.size = cfg.size
+        c = cfg.coarse
+        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        fp = frontal_pose(cfg.size)
+        self.register_buffer("pose_ref", torch.tensor(fp, dtype=torch.float32), persistent=False)
+        self.translation_unit = cfg.size / 8.0
+        layers: list[nn.Module] = [_conv_bn(3 + FEEDBACK_CHANNELS, c.stem_width, 7, 2)]
+        if c.stem_pool:
+            layers.append(nn.MaxPool2d(3, 2, 1))
+        cin = c.stem_width
+        for width, n in zip(c.widths, c.blocks):
+            for i in range(n):
+                layers.append(BasicBlock(cin, width, 2 if i == 0 else 1))
+                cin = width
+        layers.append(_conv_bn(cin, c.head_width, 3))
+        self.trunk = nn.Sequential(*layers)
+        head: list[nn.Module] = []
+        feat = c.head_width
+        if c.fc_hidden:
+            head += [nn.Linear(feat, c.fc_hidden), nn.ReLU(inplace=True)]
+            feat = c.fc_hidden
+        out = nn.Linear(feat, NUM_IDENTITY + NUM_EXPRESSION + POSE_SIZE)
+        nn.init.normal_(out.weight, std=1e-3)
+        nn.init.zeros_(out.bias)
+        with torch.no_grad():
+            out.bias[NUM_IDENTITY:NUM_IDENTITY + NUM_EXPRESSION] = EXPRESSION_INIT_BIAS
+        head.append(out)
+        self.fc = nn.Sequential(*head)
+
+    def forward(self, image: torch.Tensor, feedback: torch.Tensor):
+        x = torch.cat([(image - self.image_mean) / self.image_std, feedback], dim=1)
+        f = self.trunk(x).mean(dim=(2, 3))
+        raw = self.fc(f)
+        identity = raw[:, :NUM_IDENTITY]
+        expression = torch.sigmoid(raw[:, NUM_IDENTITY:NUM_IDENTITY + NUM_EXPRESSION])
+        return identity, expression, self.decode_pose(raw[:, NUM_IDENTITY + NUM_EXPRESSION:])
+
+    def decode_pose(self, r: torch.Tensor) -> torch.Tensor:
+        ref = self.pose_ref
+        angles = r[:, 0:3]
+        scale = ref[3] * torch.exp(r[:, 3:4])
+        txy = ref[4:6] + r[:, 4:6] * self.translation_unit
+        return torch.cat([angles, scale, txy], dim=1)
+
+
+class FineNet(nn.Module):
+    """(image (N,3,S,S), coarse_depth (N,1,S,S) crop px, mask (N,1,S,S)) -> depth (N,1,S,S) crop px."""
+
+    def __init__(self, cfg: VariantConfig):
+        super().__init__()
+        self.size = cfg.size
+        f = cfg.fine
+        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        self.depth_scale = 4.0 / cfg.size
+        cin = 5
+        self.blocks = nn.ModuleList()
+        self.strides: list[int] = []
+        stride = 1
+        for i, (width, n) in enumerate(zip(f.widths, f.convs_per_block)):
+            layers: list[nn.Module] = []
+            if i == 0:
+                layers.append(_conv_bn(cin, width, 3, f.first_stride))
+                stride = f.first_stride
+            else:
+                layers += [nn.MaxPool2d(2, 2), _conv_bn(cin, width, 3)]
+                stride *= 2
+            layers += [_conv_bn(width, width, 3) for _ in range(n - 1)]
+            self.blocks.append(nn.Sequential(*layers))
+            self.strides.append(stride)
+            cin = width
+        h0 = f.head[0]
+        # First 1x1 layer of the head, split per hypercolumn member (see the module docstring).
+        self.proj_input = nn.Conv2d(5, h0, 1)
+        self.proj_blocks = nn.ModuleList(nn.Conv2d(w, h0, 1, bias=False) for w in f.widths)
+        head: list[nn.Module] = [nn.ReLU(inplace=True)]
+        for a, b in zip(f.head[:-1], f.head[1:]):
+            head += [nn.Conv2d(a, b, 1), nn.ReLU(inplace=True)]
+        last = nn.Conv2d(f.head[-1], 1, 1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        head.append(last)
+        self.head = nn.Sequential(*head)
+
+    def forward(self, image: torch.Tensor, coarse_depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask
+        area = m.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
+        mean = (coarse_depth * m).sum(dim=(2, 3), keepdim=True) / area
+        d = (coarse_depth - mean) * m * self.depth_scale
+        x = torch.cat([(image - self.image_mean) / self.image_std, d, m], dim=1)
+        h = self.proj_input(x)
+        y = x
+        for block, proj, stride in zip(self.blocks, self.proj_blocks, self.strides):
+            y = block(y)
+            p = proj(y)
+            if stride > 1:
+                p = F.interpolate(p, scale_factor=float(stride), mode="bilinear", align_corners=False)
+            h = h + p
+        residual = self.head(h)
+        return coarse_depth + residual * m
+
+
+def build(cfg: VariantConfig) -> tuple[CoarseNet, FineNet]:
+    return CoarseNet(cfg), FineNet(cfg)

@@ -10,7 +10,9 @@ Metrics (per face, then averaged; px -> mm with the ground-truth pose scale: ``m
 * ``vertex_mm``: mean 3D distance over all face-area vertices between predicted and GT mesh (crop px -> mm);
 * ``landmark_nme``: mean 2D error of the 68 landmarks / sqrt(w * h) of the GT landmark box;
 * ``depth_coarse_mm`` / ``depth_fine_mm``: mean |depth - GT depth (with detail)| inside the GT mask (where
-  the prediction covers it) for the rendered CoarseNet depth and the FineNet output fed with it;
+  the prediction covers it) for the rendered CoarseNet depth and the FineNet output fed with it, each depth
+  map first shifted by its mean over those pixels (weak perspective fixes depth only up to a constant, and a
+  small scale error moves the whole face by millimetres: this is the shape error, not the offset);
 * ``oracle_coarse_mm`` / ``oracle_fine_mm``: the same with the FineNet fed the *GT* coarse depth - isolates
   the detail the FineNet adds (the coarse error here is exactly the missing detail). Fine must beat coarse.
 * ``wrinkle_coarse_mm`` / ``wrinkle_fine_mm``: the oracle errors restricted to the wrinkle pixels (GT detail
@@ -74,8 +76,8 @@ def evaluate(nets, model, faces: int, chunk: int = 16, detail_mm: tuple[float, f
             m = gt_mask[i] & r.mask[i]
             per["coverage"].append(m.sum() / max(1, gt_mask[i].sum()))
             g = gt_depth[i][m]
-            per["depth_coarse_mm"].append(np.abs(r.depth[i][m] - g).mean() * mm[i] if m.any() else np.nan)
-            per["depth_fine_mm"].append(np.abs(fine[i][m] - g).mean() * mm[i] if m.any() else np.nan)
+            per["depth_coarse_mm"].append(_shape_error(r.depth[i][m], g) * mm[i] if m.any() else np.nan)
+            per["depth_fine_mm"].append(_shape_error(fine[i][m], g) * mm[i] if m.any() else np.nan)
             gm = gt_mask[i]
             per["oracle_coarse_mm"].append(np.abs(b["coarse_depth"][i][gm] - gt_depth[i][gm]).mean() * mm[i])
             per["oracle_fine_mm"].append(np.abs(oracle_fine[i][gm] - gt_depth[i][gm]).mean() * mm[i])
@@ -85,6 +87,11 @@ def evaluate(nets, model, faces: int, chunk: int = 16, detail_mm: tuple[float, f
                 per["wrinkle_fine_mm"].append(np.abs(oracle_fine[i][wm] - gt_depth[i][wm]).mean() * mm[i])
     return {k: float(np.nanmean(v)) for k, v in per.items()} | {"faces": faces,
                                                                "seeds": f"{EVAL_SEED_OFFSET}..{EVAL_SEED_OFFSET + k - 1}"}
+
+
+def _shape_error(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean |pred - gt| after removing each one's mean (depth up to a constant)."""
+    return float(np.abs((pred - pred.mean()) - (gt - gt.mean())).mean())
 
 
 def synth_default_detail() -> tuple[float, float]:

@@ -12,7 +12,6 @@ missing or altered file) and wraps each file in an engine of :func:`rtface.engin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -21,19 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from .assets import sha256_file
 from .errors import AssetError, InputError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def weights_dir(path: str | os.PathLike | None = None) -> Path:
@@ -71,7 +63,7 @@ def load_manifest(directory: str | os.PathLike | None = None, *, verify: bool = 
             if not p.is_file():
                 raise AssetError(f"The {key} network {p} named in {mpath} is missing; reinstall rtface or "
                                  f"re-export the weights.")
-            actual = _sha256(p)
+            actual = sha256_file(p)
             if actual != entry["sha256"]:
                 raise AssetError(f"The {key} network {p} fails its checksum (sha256 {actual[:16]}..., manifest "
                                  f"says {entry['sha256'][:16]}...): the file is corrupt or was replaced. "

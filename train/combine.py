@@ -29,7 +29,7 @@ def combine(coarse_ckpt: dict, fine_ckpt: dict) -> dict:
         raise CheckpointError("the two checkpoints have different CoarseNet configurations; the CoarseNet "
                               "weights would not fit the combined configuration")
     config = dict(fine_ckpt["config"])
-    return {
+    combined = {
         "format": fine_ckpt["format"],
         "variant": fine_ckpt["variant"],
         "config": config,
@@ -46,16 +46,36 @@ def combine(coarse_ckpt: dict, fine_ckpt: dict) -> dict:
                      **fine_ckpt.get("provenance", {})},
         },
     }
+    if "phase" in fine_ckpt:  # a phase-2 FineNet: the combined networks are phase-2 results
+        combined["phase"] = fine_ckpt["phase"]
+    return combined
+
+
+def fresh_fine(ckpt: dict, seed: int = 0) -> dict:
+    """``ckpt`` with its FineNet replaced by a newly initialised one of the current variant's architecture."""
+    import torch
+
+    from .config import get_variant
+    from .nets import FineNet
+
+    cfg = get_variant(ckpt["variant"])
+    torch.manual_seed(seed)
+    config = dict(ckpt["config"], fine=cfg.to_dict()["fine"])
+    return dict(ckpt, config=config, fine=FineNet(cfg).state_dict(), step=0,
+                provenance={"fine": "freshly initialised", "seed": seed})
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train.combine", description=__doc__.split("\n")[0])
     ap.add_argument("--coarse", required=True, help="checkpoint whose CoarseNet is kept")
-    ap.add_argument("--fine", required=True, help="checkpoint whose FineNet is kept")
+    ap.add_argument("--fine", required=True,
+                    help="checkpoint whose FineNet is kept, or 'fresh' for a newly initialised FineNet")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:
-        combined = combine(load_checkpoint(args.coarse), load_checkpoint(args.fine))
+        coarse = load_checkpoint(args.coarse)
+        fine = fresh_fine(coarse) if args.fine == "fresh" else load_checkpoint(args.fine)
+        combined = combine(coarse, fine)
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -67,6 +67,9 @@ class TrainConfig:
     # Groove depths of the synthetic detail (mm). Wider than synth's default (0.2-1.5): at S=128 one pixel is
     # 1.7 mm of face, so only the deeper folds leave a trace in the image a FineNet can learn from.
     detail_mm: tuple[float, float] = (0.3, 3.0)
+    # Narrowest wrinkle cross-section (px) in the training faces: synth's default 0.7 px leaves most wrinkles
+    # invisible after blur and JPEG at S=128, and a FineNet trained on them learnt a zero residual (measured).
+    detail_min_width_px: float = 2.0
     fine_only: bool = False  # train only FineNet (CoarseNet frozen, e.g. taken over from an earlier run)
     coarse_detail: bool = True  # CoarseNet batches also show faces with detail (more realistic images)
     data_workers: int = 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from rtface.assets import sha256_file
 
 from .config import VariantConfig, get_variant
 from .nets import CoarseNet, FineNet
@@ -39,14 +40,6 @@ FINE_OUTPUTS = ["depth"]
 
 class ExportError(RuntimeError):
     """The export failed (parity check, file system); nothing was shipped."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def onnx_bytes(module: torch.nn.Module, args: tuple, inputs: list[str], outputs: list[str]) -> bytes:

@@ -128,6 +128,9 @@ class CoarseNet(nn.Module):
         return torch.cat([angles, scale, txy], dim=1)
 
 
+HEAD_SLOPE = 0.1  # negative slope of the FineNet head's leaky ReLUs
+
+
 class FineNet(nn.Module):
     """(image (N,3,S,S), coarse_depth (N,1,S,S) crop px, mask (N,1,S,S)) -> depth (N,1,S,S) crop px."""
 
@@ -158,9 +161,11 @@ class FineNet(nn.Module):
         # First 1x1 layer of the head, split per hypercolumn member (see the module docstring).
         self.proj_input = nn.Conv2d(5, h0, 1)
         self.proj_blocks = nn.ModuleList(nn.Conv2d(w, h0, 1, bias=False) for w in f.widths)
-        head: list[nn.Module] = [nn.ReLU(inplace=True)]
+        # Leaky units in the head: with plain ReLUs the head died (every unit negative, zero residual and zero
+        # gradient) within a few hundred steps on synthetic detail, since "no detail" is a strong local optimum.
+        head: list[nn.Module] = [nn.LeakyReLU(HEAD_SLOPE, inplace=True)]
         for a, b in zip(f.head[:-1], f.head[1:]):
-            head += [nn.Conv2d(a, b, 1), nn.ReLU(inplace=True)]
+            head += [nn.Conv2d(a, b, 1), nn.LeakyReLU(HEAD_SLOPE, inplace=True)]
         last = nn.Conv2d(f.head[-1], 1, 1)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .._optional import cuda_available, require
+from ..assets import sha256_file
 from ..errors import AssetError, BackendUnavailable, InputError, RtfaceError
 from .base import DYNAMIC, Engine, TensorSpec
 from .onnxruntime import corrupt_onnx_error, onnx_file
@@ -65,14 +66,6 @@ class EngineBuildError(RtfaceError):
 
 
 # -- pure-Python cache logic (no TensorRT needed) ---------------------------------------------------
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

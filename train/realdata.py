@@ -65,69 +65,26 @@ def is_heldout(name: str, frac: float = HELDOUT_FRAC) -> bool:
 class Detector:
     """Best face of an image: ``(box xyxy (4,), score, five points (5, 2))`` in image pixels, or None.
 
-    Uses ``rtface.detect`` when it exists (the pipeline's detector), else ``cv2.FaceDetectorYN``. Points are in
-    rtface's pixel-centre convention (x = column + 0.5).
+    The pipeline's detector (:class:`rtface.detect.Detector`) at full resolution (the archive's images are
+    small); points in rtface's pixel-centre convention (x = column + 0.5).
     """
 
     def __init__(self, score_threshold: float = SCORE_THRESHOLD):
-        self.score_threshold = score_threshold
-        self.impl = None
-        self.name = "cv2.FaceDetectorYN"
-        try:  # the pipeline's detector, when its module is there
-            from rtface import detect as _detect  # noqa: F401
+        from rtface.detect import Detector as _Detector
 
-            cls = getattr(_detect, "FaceDetector", None) or getattr(_detect, "Detector", None)
-            if cls is not None:
-                self.impl = cls(score_threshold=score_threshold)
-                self.name = f"rtface.detect.{cls.__name__}"
-        except Exception:  # not written yet / different API: fall back to OpenCV's YuNet wrapper
-            self.impl = None
-        import cv2
-
-        from rtface.assets import asset_path
-
-        self.cv = cv2.FaceDetectorYN.create(str(asset_path("yunet")), "", (320, 320), score_threshold, 0.3, 5000)
+        self.impl = _Detector(score_threshold=score_threshold, detect_size=None)
+        self.name = "rtface.detect.Detector"
 
     def file(self) -> str:
-        try:
-            from rtface.assets import asset_path
+        from rtface.assets import asset_path
 
-            return str(asset_path("yunet"))
-        except Exception:
-            return "yunet"
+        return str(asset_path("yunet"))
 
     def _detect_raw(self, image: np.ndarray):
-        if self.impl is not None:
-            try:
-                return self._detect_impl(image)
-            except Exception:  # an API we did not anticipate: OpenCV's wrapper from now on
-                self.impl = None
-                self.name = "cv2.FaceDetectorYN"
-        return self._detect_cv(image)
-
-    def _detect_impl(self, image: np.ndarray):
-        if True:
-            dets = self.impl.detect(image)
-            boxes = np.asarray(getattr(dets, "boxes", dets[0] if isinstance(dets, tuple) else []), np.float64)
-            if len(boxes) == 0:
-                return None
-            scores = np.asarray(getattr(dets, "scores", dets[1] if isinstance(dets, tuple) else []), np.float64)
-            points = np.asarray(getattr(dets, "points", None) if hasattr(dets, "points")
-                                else getattr(dets, "landmarks", dets[2] if isinstance(dets, tuple) else None),
-                                np.float64)
-            i = int(np.argmax(scores))
-            return boxes[i], float(scores[i]), points[i].reshape(5, 2)
-
-    def _detect_cv(self, image: np.ndarray):
-        h, w = image.shape[:2]
-        self.cv.setInputSize((w, h))
-        _, faces = self.cv.detect(image)
-        if faces is None or len(faces) == 0:
+        dets = self.impl(image)
+        if len(dets) == 0:
             return None
-        f = faces[int(np.argmax(faces[:, 14]))].astype(np.float64)
-        # cv2 reports pixel-index coordinates; rtface's pixel centres are at +0.5
-        box = np.array([f[0], f[1], f[0] + f[2], f[1] + f[3]]) + 0.5
-        return box, float(f[14]), f[4:14].reshape(5, 2) + 0.5
+        return dets.boxes[0].astype(np.float64), float(dets.scores[0]), dets.points[0].astype(np.float64)
 
     def __call__(self, image: np.ndarray):
         import cv2

@@ -29,12 +29,12 @@ CROP_CM = 22.0
 #: Model-frame point (cm) at the crop centre for a frontal aligned face.
 CROP_CENTER_CM = np.array([0.0, 0.5])
 
-# iBUG-68 indices that define the five points.
-_RIGHT_EYE = slice(36, 42)
-_LEFT_EYE = slice(42, 48)
-_NOSE_TIP = 30
-_MOUTH_RIGHT = 48
-_MOUTH_LEFT = 54
+#: iBUG-68 indices that define the five points (eyes: the mean of their six landmarks).
+RIGHT_EYE = slice(36, 42)
+LEFT_EYE = slice(42, 48)
+NOSE_TIP = 30
+MOUTH_RIGHT = 48
+MOUTH_LEFT = 54
 
 
 def five_from_68(landmarks: np.ndarray) -> np.ndarray:
@@ -44,11 +44,11 @@ def five_from_68(landmarks: np.ndarray) -> np.ndarray:
         raise InputError(f"expected 68 landmarks in the second-to-last axis, got shape {lm.shape}")
     return np.stack(
         [
-            lm[..., _RIGHT_EYE, :2].mean(-2),
-            lm[..., _LEFT_EYE, :2].mean(-2),
-            lm[..., _NOSE_TIP, :2],
-            lm[..., _MOUTH_RIGHT, :2],
-            lm[..., _MOUTH_LEFT, :2],
+            lm[..., RIGHT_EYE, :2].mean(-2),
+            lm[..., LEFT_EYE, :2].mean(-2),
+            lm[..., NOSE_TIP, :2],
+            lm[..., MOUTH_RIGHT, :2],
+            lm[..., MOUTH_LEFT, :2],
         ],
         axis=-2,
     )

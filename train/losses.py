@@ -58,6 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtface.crop import LEFT_EYE, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIGHT_EYE
+
 # ------------------------------------------------------------------------------------------------ constants
 
 SH_C0 = 0.5 / math.sqrt(math.pi)  # 0.282095
@@ -67,12 +69,6 @@ SH_C3 = 0.25 * math.sqrt(5.0 / math.pi)  # 0.315392
 SH_C4 = 0.25 * math.sqrt(15.0 / math.pi)  # 0.546274
 LUMA = (0.299, 0.587, 0.114)  # RGB -> intensity (Rec. 601)
 
-# iBUG-68 indices of the five crop points (rtface.crop.five_from_68, in YuNet's order).
-_RIGHT_EYE = slice(36, 42)
-_LEFT_EYE = slice(42, 48)
-_NOSE_TIP = 30
-_MOUTH_RIGHT = 48
-_MOUTH_LEFT = 54
 
 
 def _map4(x: torch.Tensor) -> torch.Tensor:
@@ -340,8 +336,8 @@ def laplacian_loss(depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def five_from_68(landmarks: torch.Tensor) -> torch.Tensor:
     """Torch twin of :func:`rtface.crop.five_from_68`: (..., 68, 2+) -> (..., 5, 2)."""
     lm = landmarks[..., :2]
-    return torch.stack([lm[..., _RIGHT_EYE, :].mean(-2), lm[..., _LEFT_EYE, :].mean(-2), lm[..., _NOSE_TIP, :],
-                        lm[..., _MOUTH_RIGHT, :], lm[..., _MOUTH_LEFT, :]], dim=-2)
+    return torch.stack([lm[..., RIGHT_EYE, :].mean(-2), lm[..., LEFT_EYE, :].mean(-2), lm[..., NOSE_TIP, :],
+                        lm[..., MOUTH_RIGHT, :], lm[..., MOUTH_LEFT, :]], dim=-2)
 
 
 def landmark_loss(landmarks68: torch.Tensor, five: torch.Tensor, size: float | None = None,

@@ -66,6 +66,28 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
+def fine_detail_losses(fine: torch.nn.Module, b: dict[str, torch.Tensor], t) -> dict[str, torch.Tensor]:
+    """FineNet loss on synthetic faces with known detail (module docstring); ``t`` the TrainConfig."""
+    nf = b["fine_mask"].shape[0]
+    coarse_in = b["fine_coarse_in"][:, None]
+    mask = b["fine_mask"][:, None]
+    pred = fine(b["image"][:nf], coarse_in, mask)
+    err = (pred - coarse_in - b["fine_detail"][:, None])
+    area = mask.sum().clamp_min(1.0)
+    norm = torch.square if t.fine_loss == "l2" else torch.abs
+    data = (norm(err) * mask).sum() / area
+    mx = mask[..., :, 1:] * mask[..., :, :-1]
+    my = mask[..., 1:, :] * mask[..., :-1, :]
+    gx = (norm(err[..., :, 1:] - err[..., :, :-1]) * mx).sum() / mx.sum().clamp_min(1.0)
+    gy = (norm(err[..., 1:, :] - err[..., :-1, :]) * my).sum() / my.sum().clamp_min(1.0)
+    grad = gx + gy
+    with torch.no_grad():
+        l1 = (err.abs() * mask).sum() / area  # mean abs depth error, crop px (logged for both losses)
+        base = (b["fine_detail"][:, None].abs() * mask).sum() / area  # the same for "no detail" (coarse only)
+    return {"fine_data": data, "fine_grad": grad, "fine_total": t.w_fine_l1 * data + t.w_fine_grad * grad,
+            "fine_l1": l1, "fine_l1_coarse": base}
+
+
 class Phase1:
     """Networks, optimisers and losses of phase 1; ``step(batch)`` does one CoarseNet and one FineNet update."""
 
@@ -112,25 +134,8 @@ class Phase1:
         return out
 
     def fine_losses(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        t = self.cfg.train
-        nf = b["fine_mask"].shape[0]
-        coarse_in = b["fine_coarse_in"][:, None]
-        mask = b["fine_mask"][:, None]
-        pred = self.fine(b["image"][:nf], coarse_in, mask)
-        err = (pred - coarse_in - b["fine_detail"][:, None])
-        area = mask.sum().clamp_min(1.0)
-        norm = torch.square if t.fine_loss == "l2" else torch.abs
-        data = (norm(err) * mask).sum() / area
-        mx = mask[..., :, 1:] * mask[..., :, :-1]
-        my = mask[..., 1:, :] * mask[..., :-1, :]
-        gx = (norm(err[..., :, 1:] - err[..., :, :-1]) * mx).sum() / mx.sum().clamp_min(1.0)
-        gy = (norm(err[..., 1:, :] - err[..., :-1, :]) * my).sum() / my.sum().clamp_min(1.0)
-        grad = gx + gy
-        with torch.no_grad():
-            l1 = (err.abs() * mask).sum() / area  # mean abs depth error, crop px (logged for both losses)
-            base = (b["fine_detail"][:, None].abs() * mask).sum() / area  # the same for "no detail" (coarse only)
-        return {"fine_data": data, "fine_grad": grad, "fine_total": t.w_fine_l1 * data + t.w_fine_grad * grad,
-                "fine_l1": l1, "fine_l1_coarse": base}
+        return fine_detail_losses(self.fine, b, self.cfg.train)
+
 
     # -- training ----------------------------------------------------------------------------------
     def to_tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

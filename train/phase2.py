@@ -28,6 +28,10 @@ not. ``--compare-freeze`` repeats the comparison from real phase-1 weights on he
 coarse and the fine depth, five-point error) and writes ``OUT/compare_freeze.json``; re-check the default
 with it once a trained phase-1 checkpoint exists. Un-frozen, BatchNorm statistics adapt to real images.
 
+``--w-synth-detail W`` (beyond the paper) adds, every step, the phase-1 FineNet loss on one batch of synthetic
+faces with known detail (train/phase1.fine_detail_losses), weighted by W: trained on real shading alone the
+FineNet also imprints albedo edges (glasses, brows) and lost some of its synthetic wrinkle accuracy.
+
 Checkpoints (``ckpt_last.pt``; format of train/phase1.py plus ``"phase": 2``, so ``train/export.py`` reads
 them) load with ``torch.load(weights_only=True)``; ``--resume`` continues from ``OUT/ckpt_last.pt``. The loss
 log is ``OUT/log.jsonl``; every ``--picture-every`` steps ``OUT/progress_<step>.png`` shows held-out faces:
@@ -51,7 +55,8 @@ from .config import VariantConfig, get_variant
 from .geometry import TorchFaceModel, project
 from .losses import LightingConfig, Phase2Loss, Phase2Weights
 from .nets import CoarseNet, FineNet
-from .phase1 import CHECKPOINT_FORMAT, CheckpointError, config_of, load_checkpoint, lr_factor, save_checkpoint
+from .phase1 import (CHECKPOINT_FORMAT, CheckpointError, config_of, fine_detail_losses, load_checkpoint, lr_factor,
+                     save_checkpoint)
 from .render_layer import RenderLayer
 
 FREEZE_NOTE = "default --freeze-coarse (module docstring); measure with --compare-freeze"
@@ -62,7 +67,8 @@ class Phase2:
 
     def __init__(self, cfg: VariantConfig, model, total_steps: int, weights: Phase2Weights = Phase2Weights(),
                  lighting: LightingConfig = LightingConfig(), freeze_coarse: bool = True, lr: float = 1e-4,
-                 coarse_lr_ratio: float = 0.1, warmup_steps: int = 50, device: str = "cpu"):
+                 coarse_lr_ratio: float = 0.1, warmup_steps: int = 50, device: str = "cpu",
+                 w_synth_detail: float = 0.0):
         self.cfg = cfg
         self.model = model
         self.device = torch.device(device)
@@ -71,6 +77,7 @@ class Phase2:
         self.lr = float(lr)
         self.coarse_lr_ratio = float(coarse_lr_ratio)
         self.warmup_steps = int(warmup_steps)
+        self.w_synth_detail = float(w_synth_detail)
         self.coarse = CoarseNet(cfg).to(self.device)
         self.fine = FineNet(cfg).to(self.device)
         self.geom = TorchFaceModel(model).to(self.device)
@@ -121,13 +128,22 @@ class Phase2:
         # frozen: eval mode (phase-1 BatchNorm statistics); trained: BatchNorm adapts to real images
         self.coarse.train(not self.freeze_coarse)
 
-    def step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+    def step(self, batch: dict[str, np.ndarray], synthetic: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+        """One update on a batch of real crops; with ``synthetic`` (a phase-1 FineNet batch, train/data.py) and
+        ``w_synth_detail`` > 0, the phase-1 detail loss on those faces is added, so that the FineNet keeps the
+        synthetic detail it learnt while it learns the real faces' shading (beyond the paper)."""
         b = self.to_tensors(batch)
         lr = self.set_lr()
         self.train_mode()
         out = self.forward(b)
+        total = out["total"]
+        synth_rec = {}
+        if synthetic is not None and self.w_synth_detail > 0:
+            ls = fine_detail_losses(self.fine, self.to_tensors(synthetic), self.cfg.train)
+            total = total + self.w_synth_detail * ls["fine_total"]
+            synth_rec = {"synth_" + k: float(v.detach()) for k, v in ls.items()}
         self.opt.zero_grad(set_to_none=True)
-        out["total"].backward()
+        total.backward()
         params = [p for g in self.opt.param_groups for p in g["params"]]
         gnorm = torch.nn.utils.clip_grad_norm_(params, 10.0)
         self.opt.step()
@@ -137,6 +153,7 @@ class Phase2:
                                    / out["mask"].sum().clamp_min(1.0))
         rec["grad_norm"] = float(gnorm)
         rec["lr"] = lr
+        rec.update(synth_rec)
         return rec
 
     @torch.no_grad()
@@ -164,7 +181,8 @@ class Phase2:
             "fine": self.fine.state_dict(),
             "opt": self.opt.state_dict(),
             "phase2": {"weights": self.loss.weights.to_dict(), "lighting": asdict(self.loss.lighting),
-                       "freeze_coarse": self.freeze_coarse, "lr": self.lr, "coarse_lr_ratio": self.coarse_lr_ratio},
+                       "freeze_coarse": self.freeze_coarse, "lr": self.lr, "coarse_lr_ratio": self.coarse_lr_ratio,
+                       "w_synth_detail": self.w_synth_detail},
             "provenance": extra or {},
         }
 
@@ -278,6 +296,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--w-smooth", type=float)
     ap.add_argument("--w-landmark", type=float)
     ap.add_argument("--sh-order", type=int, choices=[1, 2])
+    ap.add_argument("--w-synth-detail", type=float, default=0.0,
+                    help="weight of the phase-1 FineNet loss on synthetic faces with known detail, one synthetic "
+                         "batch per step (0: the paper's phase 2, real faces only)")
     ap.add_argument("--limit", type=int, help="use only the first N images of the archive (quick runs)")
     ap.add_argument("--data-cache", help="cache root for the preprocessed crops")
     ap.add_argument("--seed", type=int, default=0)
@@ -368,8 +389,11 @@ def main(argv=None) -> int:
         w = Phase2Weights(**p2.get("weights", {}))
         lc = LightingConfig(**p2.get("lighting", {}))
         freeze = bool(p2.get("freeze_coarse", freeze))
+    w_synth = args.w_synth_detail
+    if resume is not None:
+        w_synth = float(resume.get("phase2", {}).get("w_synth_detail", w_synth))
     trainer = Phase2(cfg, model, args.steps, w, lc, freeze_coarse=freeze, lr=args.lr,
-                     coarse_lr_ratio=args.coarse_lr_ratio, device=args.device)
+                     coarse_lr_ratio=args.coarse_lr_ratio, device=args.device, w_synth_detail=w_synth)
     if resume is not None:
         trainer.load_state(resume)
         print(f"resumed from {last} at step {trainer.step_index}", flush=True)
@@ -384,6 +408,13 @@ def main(argv=None) -> int:
         "config": cfg.to_dict(), "argv": sys.argv, "steps": args.steps, "phase2": trainer.state()["phase2"],
         "data": faces.stats, "face_model_hash": model.hash}, indent=1, default=str))
     batches = RealBatches(faces, args.batch_size, args.seed)
+    synthetic = None
+    if w_synth > 0:
+        from .config import with_train
+        from .data import BatchStream
+
+        synthetic = BatchStream(with_train(cfg, fine_only=True, fine_batch_size=args.batch_size), args.seed + 1,
+                                start=trainer.step_index, workers=1)
     held = heldout_batch(faces, 32)
     log = open(out / "log.jsonl", "a")
     bar = tqdm(total=args.steps, initial=trainer.step_index, disable=args.no_progress, mininterval=5.0,
@@ -396,7 +427,7 @@ def main(argv=None) -> int:
             log.write(json.dumps(rec) + "\n")
             trainer.picture(held, out / "progress_0.png")
         while trainer.step_index < args.steps:
-            losses = trainer.step(batches(trainer.step_index))
+            losses = trainer.step(batches(trainer.step_index), next(synthetic) if synthetic is not None else None)
             s = trainer.step_index
             for k, v in losses.items():
                 avg[k] = v if k not in avg else 0.9 * avg[k] + 0.1 * v
@@ -423,6 +454,8 @@ def main(argv=None) -> int:
                 raise FloatingPointError(f"non-finite loss at step {s}: {losses}")
     finally:
         trainer.save(last, provenance)
+        if synthetic is not None:
+            synthetic.close()
         log.close()
         bar.close()
     print(f"saved {last} at step {trainer.step_index}", flush=True)

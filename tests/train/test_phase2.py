@@ -58,3 +58,21 @@ def test_steps_lower_the_loss(face_model, faces, freeze, tmp_path):
     assert all(np.isfinite(v) for v in held.values())
     tr2.picture(faces.batch(np.arange(2)), tmp_path / "p.png", rows=2)
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_synthetic_detail_term_trains_the_fine_net_on_known_detail(face_model, faces):
+
+    from train.config import with_train
+    from train.data import make_batch
+    from train.phase2 import Phase2
+
+    cfg = with_train(tiny_config(), fine_only=True, fine_batch_size=2, batch_size=2)
+    synthetic = make_batch(cfg, seed=0, index=0)
+    torch.manual_seed(0)
+    tr = Phase2(tiny_config(), face_model, total_steps=4, lr=3e-3, warmup_steps=0, w_synth_detail=100.0)
+    recs = [tr.step(faces.batch(np.arange(4)), synthetic) for _ in range(4)]
+    assert all(np.isfinite(r["synth_fine_total"]) for r in recs)
+    assert recs[-1]["synth_fine_total"] < recs[0]["synth_fine_total"]
+    assert tr.state()["phase2"]["w_synth_detail"] == 100.0
+    plain = Phase2(tiny_config(), face_model, total_steps=1, w_synth_detail=0.0)
+    assert "synth_fine_total" not in plain.step(faces.batch(np.arange(4)), synthetic)

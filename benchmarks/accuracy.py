@@ -26,13 +26,13 @@ Latency: median over repeats of ``Engine.run`` at batch 1 and 8 on ONNX Runtime 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 
 import numpy as np
+
+from .report import machine, write_json
 
 EVAL_SEED_OFFSET = 10**6
 
@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = getattr(nets.coarse.engine, "threads", args.threads)
     result = {"weights": nets.manifest["_dir"], "variant": nets.manifest["variant"], "input_size": nets.size,
               "training_status": nets.manifest.get("training", {}).get("status"),
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "ort_threads": threads}}
+              "machine": {**machine(), "ort_threads": threads}}
     if not args.no_accuracy:
         result["accuracy"] = evaluate(nets, model, args.faces, detail_mm=args.detail_mm)
         result["accuracy"]["detail_mm"] = list(args.detail_mm or synth_default_detail())
@@ -165,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'network':8s} {'batch 1':>10s} {'batch 8':>10s}")
         for name in ("coarse", "fine"):
             print(f"  {name:8s} {lat[name + '_b1_ms']:8.2f} ms {lat[name + '_b8_ms']:8.2f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     nets.close()
     return 0
 

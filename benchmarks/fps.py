@@ -18,15 +18,15 @@ machine (CPU model, cores, ONNX Runtime threads, GPU).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .report import machine, write_json
 
 STAGES = ("detect", "crop", "feedback", "coarse", "mesh", "render", "fine", "paste", "total")
 
@@ -35,38 +35,6 @@ def _default_videos() -> list[Path]:
     root = os.environ.get("RTFACE_ASSETS")
     base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "assets"
     return sorted((base / "video").glob("*.mp4"))
-
-
-def machine() -> dict[str, Any]:
-    from rtface.engines import available_backends, physical_cores
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": cpu, "cpus": os.cpu_count(), "physical_cores": physical_cores(),
-                            "ort_threads": physical_cores(), "python": platform.python_version(),
-                            "backends": available_backends(), "gpu": None}
-    try:
-        import numba
-
-        info["numba_threads"] = numba.get_num_threads()
-    except Exception:
-        pass
-    if len(info["backends"]) > 1:
-        try:
-            import cupy as cp
-
-            name = cp.cuda.runtime.getDeviceProperties(0)["name"]
-            info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
-        except Exception:
-            pass
-    return info
 
 
 def load_frames(path: Path, n: int) -> tuple[list[np.ndarray], float, float]:
@@ -177,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows, info))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"benchmark": "fps", "machine": info, "rows": rows}, indent=1))
+        write_json(args.json, {"benchmark": "fps", "machine": info, "rows": rows})
     return 0
 
 

@@ -12,9 +12,6 @@ GPU. Needs the face model (``RTFACE_ASSETS`` or the user cache).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,44 +22,7 @@ import numpy as np
 from rtface.face_model import FaceModel
 from rtface.render import rasterize
 
-
-def machine() -> dict[str, Any]:
-    """CPU model, core count, Numba threads and, where present, the GPU."""
-    import numba
-
-    info: dict[str, Any] = {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "numba_threads": numba.get_num_threads(),
-        "python": platform.python_version(),
-        "numba": numba.__version__,
-        "gpu": None,
-    }
-    if _cuda_ok():
-        import cupy as cp
-
-        props = cp.cuda.runtime.getDeviceProperties(0)
-        name = props["name"]
-        info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
-        info["cupy"] = cp.__version__
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cuda_ok() -> bool:
-    from rtface._optional import cuda_available
-
-    return cuda_available()
+from .report import machine, write_json
 
 
 def face_batch(model: FaceModel, size: int, batch: int, seed: int = 0) -> np.ndarray:
@@ -158,10 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     model = FaceModel.load()
     print(format_table(rows, info, model.num_vertices, len(model.triangles)))
     if args.json:
-        payload = {"benchmark": "raster", "machine": info, "repeats": args.repeats, "rows": rows,
-                   "mesh": {"vertices": model.num_vertices, "triangles": int(len(model.triangles))}}
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
+        write_json(args.json, {"benchmark": "raster", "machine": info, "repeats": args.repeats, "rows": rows,
+                               "mesh": {"vertices": model.num_vertices, "triangles": int(len(model.triangles))}})
         print(f"wrote {args.json}")
     return 0
 

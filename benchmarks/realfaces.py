@@ -21,13 +21,13 @@ Torch is used for the SfS measurement only (``train.losses``); the networks run 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .report import machine, write_json
 
 
 def read_pts(path: str | os.PathLike) -> np.ndarray:
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     s = nets.size
     result: dict = {"weights": nets.manifest.get("_dir"), "variant": nets.manifest.get("variant"), "size": s,
                     "training": nets.manifest.get("training", {}).get("status"),
-                    "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}}
+                    "machine": machine()}
 
     faces = realdata.load(s, args.limit, progress=True)
     idx = faces.indices("heldout")
@@ -173,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'mean face, template pose':28s} {lmk['nme_template'] * 100:8.2f} %")
     else:
         print(f"\nlandmark NME: {lmk.get('error')}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     nets.close()
     return 0
 

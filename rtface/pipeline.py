@@ -32,8 +32,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .camera import (DEPTH_OFFSET_CM, Pose, affine_scale, apply_affine, compose_affine, invert_affine,
-                     rotation_matrix)
+from .camera import (DEPTH_OFFSET_CM, Pose, affine_scale, compose_affine, invert_affine, rotation_matrix,
+                     warp_to_crop)
 from .errors import InputError
 from .results import FaceResult, FrameResult
 from .smoothing import Smoother, SmoothingConfig
@@ -187,6 +187,12 @@ class Pipeline:
         timings["total"] = _ms(t_start)
         return FrameResult(index, timestamp, image, faces, timings, tracker.detected)
 
+    def _feedback_faces(self, tracks) -> list[int]:
+        """Indices of the tracks whose previous estimate is fed back (tracked, not re-seeded by a detection)."""
+        if not self.feedback:
+            return []
+        return [i for i, t in enumerate(tracks) if t.vertices is not None and not t.reseeded]
+
     def _smooth(self, tracks, ident, expr, pose, timestamp, smoother):
         """Smooth in frame coordinates, return crop-frame pose vectors (float32)."""
         if smoother is None:
@@ -214,15 +220,13 @@ class Pipeline:
 
         s, n = self.size, len(tracks)
         t0 = time.perf_counter()
-        from .camera import warp_to_crop
-
         crops = np.stack([warp_to_crop(image, t.frame_to_crop, s) for t in tracks])
         images = preprocess(crops)
         timings["crop"] = _ms(t0)
 
         t0 = time.perf_counter()
         fb = None
-        prev = [i for i, t in enumerate(tracks) if self.feedback and t.vertices is not None and not t.reseeded]
+        prev = self._feedback_faces(tracks)
         if prev:
             fb = np.zeros((n, 6, s, s), np.float32)
             verts_prev = np.stack([_affine_vertices(tracks[i].frame_to_crop, tracks[i].vertices) for i in prev])
@@ -460,7 +464,7 @@ class _GpuStages:
 
         t0 = time.perf_counter()
         fb = None
-        prev = [i for i, t in enumerate(tracks) if pipe.feedback and t.vertices is not None and not t.reseeded]
+        prev = pipe._feedback_faces(tracks)
         if prev:
             fb = cp.zeros((n, 6, s, s), cp.float32)
             vp = cp.stack([_affine_vertices(tracks[i].frame_to_crop, tracks[i].vertices) for i in prev])

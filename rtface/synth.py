@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -349,7 +349,6 @@ def batch(model, n: int, seed: int, size: int = 128, detail: bool = True,
     size = _check_size(size)
     if int(n) < 1:
         raise InputError(f"n must be a positive number of faces, got {n}")
-    md = _data(model)
     rngs = [np.random.default_rng([int(seed), i]) for i in range(int(n))]
     out: dict[str, np.ndarray] = {}
     for i, r in enumerate(rngs):

@@ -77,6 +77,12 @@ class BasicBlock(nn.Module):
         return F.relu(y + s, inplace=True)
 
 
+def _register_image_norm(module: nn.Module) -> None:
+    """Image mean/std buffers (the networks normalise their RGB [0, 1] input themselves, see CONTRACTS)."""
+    module.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+    module.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+
+
 class CoarseNet(nn.Module):
     """(image (N,3,S,S) RGB [0,1], feedback (N,6,S,S)) -> identity (N,100), expression (N,53), pose (N,6)."""
 
@@ -84,8 +90,7 @@ class CoarseNet(nn.Module):
         super().__init__()
         self.size = cfg.size
         c = cfg.coarse
-        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        _register_image_norm(self)
         fp = frontal_pose(cfg.size)
         self.register_buffer("pose_ref", torch.tensor(fp, dtype=torch.float32), persistent=False)
         self.translation_unit = cfg.size / 8.0
@@ -138,8 +143,7 @@ class FineNet(nn.Module):
         super().__init__()
         self.size = cfg.size
         f = cfg.fine
-        self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+        _register_image_norm(self)
         self.depth_scale = 4.0 / cfg.size
         cin = 5
         self.blocks = nn.ModuleList()

@@ -36,17 +36,10 @@ from typing import Any
 import numpy as np
 
 from .._optional import cuda_available, require
-from ..assets import sha256_file
+from ..assets import cache_dir, sha256_file
 from ..errors import AssetError, BackendUnavailable, InputError, RtfaceError
 from .base import DYNAMIC, Engine, TensorSpec
 from .onnxruntime import corrupt_onnx_error, onnx_file
-
-try:
-    from ..assets import cache_dir as _rtface_cache_dir
-except ImportError:  # rtface.assets not importable: the same rule, without it
-    def _rtface_cache_dir() -> Path:
-        env = os.environ.get("RTFACE_CACHE")
-        return Path(env).expanduser() if env else Path.home() / ".cache" / "rtface"
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +134,7 @@ def check_record(record: Any, key: EngineKey, engine_bytes: bytes) -> str | None
 
 def default_cache_dir() -> Path:
     """``rtface.assets.cache_dir() / "engines"`` (env ``RTFACE_CACHE`` moves the cache root)."""
-    return Path(_rtface_cache_dir()) / "engines"
+    return cache_dir() / "engines"
 
 
 class EngineCache:

@@ -76,7 +76,7 @@ def interpolate(raster: Raster, attributes: np.ndarray) -> np.ndarray:
 
 def _interp(tri, bary, mask, attributes, triangles):
     b, h, w = tri.shape
-    nv, c = attributes.shape[1], attributes.shape[2]
+    c = attributes.shape[2]
     out = np.zeros((b, c, h, w), dtype=np.float32)
     for i in range(b):
         sel = mask[i]

@@ -18,7 +18,6 @@ machine (CPU model, cores, ONNX Runtime threads, GPU).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,9 +31,9 @@ STAGES = ("detect", "crop", "feedback", "coarse", "mesh", "render", "fine", "pas
 
 
 def _default_videos() -> list[Path]:
-    root = os.environ.get("RTFACE_ASSETS")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "assets"
-    return sorted((base / "video").glob("*.mp4"))
+    from rtface.assets import data_path
+
+    return sorted(data_path("video").glob("*.mp4"))
 
 
 def load_frames(path: Path, n: int) -> tuple[list[np.ndarray], float, float]:

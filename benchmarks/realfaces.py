@@ -70,15 +70,9 @@ def sfs_errors(res: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.n
     z = torch.from_numpy(np.ascontiguousarray(res["fine_depth"], dtype=np.float32))[:, None]
     mask = torch.from_numpy(np.ascontiguousarray(res["mask"]))[:, None]
     lm = torch.from_numpy(np.ascontiguousarray(res["landmarks"], dtype=np.float32))
-    cfg = L.LightingConfig()
-    inten = L.rgb_to_intensity(img)
-    region = L.face_region(lm, z.shape[-2], z.shape[-1], cfg.region_forehead)
     with torch.no_grad():
-        est = L.estimate_lighting_albedo(z0, inten, mask, cfg, region)
-        m = L.erode_mask(mask, cfg.erode)
-        ec = L.sfs_loss(z0, m, inten, est["light"], est["albedo"], cfg.sh_order, est["valid"])
-        ef = L.sfs_loss(z, m, inten, est["light"], est["albedo"], cfg.sh_order, est["valid"])
-    return ec.sqrt().numpy(), ef.sqrt().numpy(), est["valid"].sum(dim=(1, 2, 3)).numpy()
+        e = L.sfs_errors(L.rgb_to_intensity(img), z, z0, mask, L.LightingConfig(), landmarks68=lm)
+    return e["coarse"].sqrt().numpy(), e["fine"].sqrt().numpy(), e["valid"].sum(dim=(1, 2, 3)).numpy()
 
 
 def landmark_nme(nets, model, image_path: Path, pts_path: Path) -> dict:
@@ -118,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
 
+    from rtface.assets import data_path
     from rtface.face_model import FaceModel
     from rtface.networks import load_networks
 
@@ -151,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                      "fine_better_frac": float((ef[ok] < ec[ok]).mean()) if ok.any() else None,
                      "seconds": round(time.perf_counter() - t0, 1)}
 
-    assets = Path(os.environ.get("RTFACE_ASSETS") or Path(__file__).resolve().parents[1].parent / "shared" / "assets")
-    img = assets / "faces-labeled" / "image_0010.png"
+    img = data_path("faces-labeled/image_0010.png")
     pts = img.with_suffix(".pts")
     if img.is_file() and pts.is_file():
         result["landmarks"] = landmark_nme(nets, model, img, pts)

@@ -71,6 +71,32 @@ def assets_root() -> Path | None:
     return root
 
 
+def data_path(relative: str) -> Path:
+    """A data file that rtface never downloads (real faces, videos, labelled portraits: training and
+    benchmarks): ``relative`` under ``RTFACE_ASSETS``, else under a development checkout's ``../shared/assets``."""
+    root = assets_root()
+    if root is None:
+        root = Path(__file__).resolve().parents[2] / "shared" / "assets"
+    return root / relative
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a synced temporary file renamed into place: readers see the old file
+    or the whole new one, never a partial write."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()

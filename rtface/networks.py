@@ -82,7 +82,7 @@ def preprocess(crops_bgr: np.ndarray) -> np.ndarray:
         raise InputError(f"crops must have shape (N, S, S, 3) BGR, got {np.shape(crops_bgr)}")
     if a.dtype != np.uint8:
         raise InputError(f"crops must be uint8 BGR images, got dtype {a.dtype}")
-    out = a[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
+    out = np.ascontiguousarray(a[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)  # C order: engines take it as is
     out *= np.float32(1.0 / 255.0)
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rtface import assets
@@ -54,3 +56,20 @@ def test_check_all_reports_each_asset():
     shared("ict-facekit/FaceXModel.tar.xz")
     rows = {r.name: r for r in assets.check_all(verify=False)}
     assert rows["yunet"].ok and rows["ict-facekit"].ok
+
+
+def test_data_path_reads_rtface_assets(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTFACE_ASSETS", str(tmp_path))
+    assert assets.data_path("video/clip.mp4") == tmp_path / "video" / "clip.mp4"
+    monkeypatch.delenv("RTFACE_ASSETS")
+    repo = Path(assets.__file__).resolve().parents[1]
+    assert assets.data_path("faces-utk/x.tar") == repo.parent / "shared" / "assets" / "faces-utk" / "x.tar"
+
+
+def test_write_atomic_replaces_whole_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "manifest.json"
+    target.write_bytes(b"old")
+    assets.write_atomic(target, b"new contents")
+    assert target.read_bytes() == b"new contents"
+    assert (target.stat().st_mode & 0o777) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]

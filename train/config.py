@@ -17,10 +17,8 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-NUM_IDENTITY = 100
+NUM_IDENTITY = 100  # CoarseNet's outputs (docs/CONTRACTS.md)
 NUM_EXPRESSION = 53
-POSE_SIZE = 6
-FEEDBACK_CHANNELS = 6
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ def smooth_noise(mask: np.ndarray, sigma_px: float, rng: np.random.Generator) ->
 def make_batch(cfg: VariantConfig, seed: int, index: int) -> dict[str, np.ndarray]:
     """Training batch ``index`` (see the module docstring)."""
     from rtface import synth
+    from rtface.networks import preprocess
 
     model = _model()
     t = cfg.train
@@ -113,16 +114,15 @@ def make_batch(cfg: VariantConfig, seed: int, index: int) -> dict[str, np.ndarra
     raw = synth.batch(model, n, seed=batch_seed(seed, index), size=s, detail=detail,
                       config=synth.SynthConfig(detail_mm=tuple(t.detail_mm), min_width_px=t.detail_min_width_px))
     rng = np.random.default_rng([int(seed), int(index), 7])
-    b = n
-    image = np.ascontiguousarray(raw["image"][..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+    image = preprocess(raw["image"])
     identity = raw["identity"].astype(np.float32)
     expression = raw["expression"].astype(np.float32)
     pose = raw["pose"].astype(np.float32)
-    feedback = np.zeros((b, 6, s, s), dtype=np.float32)
-    use = rng.random(b) < (0.0 if t.fine_only else t.feedback_prob)
+    feedback = np.zeros((n, 6, s, s), dtype=np.float32)
+    use = rng.random(n) < (0.0 if t.fine_only else t.feedback_prob)
     if use.any():
         feedback[use] = perturbed_feedback(model, _STATE.pncc, identity[use], expression[use], pose[use], s, rng)
-    nf = min(t.fine_batch_size, b)
+    nf = min(t.fine_batch_size, n)
     mask = raw["mask"][:nf].astype(np.float32)
     coarse = raw["coarse_depth"][:nf].astype(np.float32) * mask
     detail = raw["detail"][:nf].astype(np.float32) * mask
@@ -132,6 +132,14 @@ def make_batch(cfg: VariantConfig, seed: int, index: int) -> dict[str, np.ndarra
         "coarse_depth": raw["coarse_depth"].astype(np.float32), "mask": raw["mask"].astype(np.float32),
         "fine_coarse_in": coarse_in, "fine_mask": mask, "fine_detail": detail,
     }
+
+
+def to_tensors(batch: dict[str, np.ndarray], device) -> dict:
+    """A batch's numeric arrays as torch tensors on ``device`` (other entries, e.g. names, are left out)."""
+    import torch
+
+    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in batch.items()
+            if isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}
 
 
 class BatchStream:

@@ -14,16 +14,14 @@ import argparse
 import datetime as _dt
 import io
 import json
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rtface.assets import sha256_file
+from rtface.assets import sha256_file, write_atomic
 
 from .config import VariantConfig, get_variant
 from .nets import CoarseNet, FineNet
@@ -123,7 +121,7 @@ def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet, out_dir: Path, 
     networks = {}
     for key, data in (("coarse", c_data), ("fine", f_data)):
         path = out_dir / files[key]
-        _atomic_write(path, data)
+        write_atomic(path, data)
         networks[key] = {"file": files[key], "sha256": sha256_file(path), "parity_max_abs_diff": diffs[key]}
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -137,21 +135,9 @@ def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet, out_dir: Path, 
         "exported": {"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                      "torch": str(torch.__version__)},
     }
-    _atomic_write(out_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    write_atomic(out_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
     print(f"wrote {', '.join(files.values())} and manifest.json (training status: {training.get('status')})")
     return manifest
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def nets_from_checkpoint(ckpt: dict, path: str) -> tuple[VariantConfig, CoarseNet, FineNet]:

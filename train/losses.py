@@ -18,8 +18,9 @@ Normals
     (one-sided where only one neighbour is inside, none where neither is). A normal is *valid* where both
     derivatives exist; every loss averages over valid pixels only.
 
-Spherical harmonics (our constants; the least-squares lighting absorbs any constant, so only the shape of the
-basis matters). Real, orthonormal SH (Ramamoorthi & Hanrahan 2001), but ordered ``1, x, y, z, ...``::
+Spherical harmonics (the constants and term order of ``rtface.render.shading``; the least-squares lighting
+absorbs any constant, so only the shape of the basis matters). Real, orthonormal SH (Ramamoorthi & Hanrahan
+2001), but ordered ``1, x, y, z, ...``::
 
     order 1 (4 terms): c0, c1*nx, c1*ny, c1*nz                     c0 = 1/(2 sqrt(pi)) = 0.282095
                                                                   c1 = sqrt(3/(4 pi))  = 0.488603
@@ -51,7 +52,6 @@ default values and why.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -59,16 +59,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtface.crop import LEFT_EYE, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIGHT_EYE
+from rtface.render.shading import SH_C0, SH_C1, SH_C2, SH_C3, SH_C4  # the runtime's basis, in torch below
 
 # ------------------------------------------------------------------------------------------------ constants
 
-SH_C0 = 0.5 / math.sqrt(math.pi)  # 0.282095
-SH_C1 = math.sqrt(3.0 / (4.0 * math.pi))  # 0.488603
-SH_C2 = 0.5 * math.sqrt(15.0 / math.pi)  # 1.092548
-SH_C3 = 0.25 * math.sqrt(5.0 / math.pi)  # 0.315392
-SH_C4 = 0.25 * math.sqrt(15.0 / math.pi)  # 0.546274
 LUMA = (0.299, 0.587, 0.114)  # RGB -> intensity (Rec. 601)
-
 
 
 def _map4(x: torch.Tensor) -> torch.Tensor:
@@ -316,6 +311,29 @@ def sfs_loss(depth: torch.Tensor, mask: torch.Tensor, intensity: torch.Tensor, l
     return _masked_mean(r * r, ok)
 
 
+def sfs_errors(intensity: torch.Tensor, fine_depth: torch.Tensor, coarse_depth: torch.Tensor, mask: torch.Tensor,
+               cfg: LightingConfig = LightingConfig(), landmarks68: torch.Tensor | None = None,
+               grad_coarse: bool = False) -> dict[str, torch.Tensor]:
+    """Per-image SfS errors ``fine`` and ``coarse`` (B,) of the two depths under one lighting and albedo.
+
+    Lighting and albedo come from the coarse depth (:func:`estimate_lighting_albedo`), inside the
+    :func:`face_region` of ``landmarks68`` when given (and ``cfg.region_forehead >= 0``), on the mask eroded by
+    ``cfg.erode`` (returned as ``loss_mask``). The coarse error carries gradients only with ``grad_coarse``.
+    Also returned: the estimate's ``light``, ``albedo``, ``valid``, ``shading`` and the ``region`` (or None).
+    """
+    fine_depth, coarse_depth = _map4(fine_depth), _map4(coarse_depth)
+    region = None
+    if landmarks68 is not None and cfg.region_forehead >= 0:
+        region = face_region(landmarks68, fine_depth.shape[-2], fine_depth.shape[-1], cfg.region_forehead)
+    est = estimate_lighting_albedo(coarse_depth, intensity, mask, cfg, region)
+    loss_mask = erode_mask(mask, cfg.erode)
+    fine = sfs_loss(fine_depth, loss_mask, intensity, est["light"], est["albedo"], cfg.sh_order, est["valid"])
+    with torch.set_grad_enabled(torch.is_grad_enabled() and grad_coarse):
+        coarse = sfs_loss(coarse_depth, loss_mask, intensity, est["light"], est["albedo"], cfg.sh_order,
+                          est["valid"])
+    return {**est, "fine": fine, "coarse": coarse, "region": region, "loss_mask": loss_mask}
+
+
 def fidelity_loss(depth: torch.Tensor, depth0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``mean_mask (z - z0)^2`` per image -> (B,), crop px^2. Gradients reach both (detach ``depth0`` to pin it)."""
     d = _map4(depth) - _map4(depth0)
@@ -468,19 +486,10 @@ class Phase2Loss(nn.Module):
         fine_depth, coarse_depth = _map4(fine_depth), _map4(coarse_depth)
         mask = _map4(mask).bool()
         inten = self.intensity(image)
-        region = None
-        if landmarks68 is not None and cfg.region_forehead >= 0:
-            region = face_region(landmarks68, fine_depth.shape[-2], fine_depth.shape[-1], cfg.region_forehead)
-        est = estimate_lighting_albedo(coarse_depth, inten, mask, cfg, region)
-        loss_mask = erode_mask(mask, cfg.erode)
+        sfs = sfs_errors(inten, fine_depth, coarse_depth, mask, cfg, landmarks68, grad_coarse=bool(w.coarse_sfs))
+        loss_mask = sfs["loss_mask"]
         zero = fine_depth.new_zeros(())
-        out: dict[str, torch.Tensor] = {}
-        out["sfs"] = sfs_loss(fine_depth, loss_mask, inten, est["light"], est["albedo"], cfg.sh_order,
-                              est["valid"]).mean()
-        # SfS of the coarse depth itself: a term when weighted, else a (gradient-free) figure to compare with
-        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(w.coarse_sfs)):
-            out["coarse_sfs"] = sfs_loss(coarse_depth, loss_mask, inten, est["light"], est["albedo"], cfg.sh_order,
-                                         est["valid"]).mean()
+        out: dict[str, torch.Tensor] = {"sfs": sfs["fine"].mean(), "coarse_sfs": sfs["coarse"].mean()}
         out["fidelity"] = fidelity_loss(fine_depth, coarse_depth, loss_mask).mean()
         if w.smooth_target == "residual":
             out["smooth"] = laplacian_loss(fine_depth - coarse_depth, loss_mask).mean()
@@ -499,11 +508,11 @@ class Phase2Loss(nn.Module):
             out["temporal"] = zero
         out["total"] = (w.sfs * out["sfs"] + w.coarse_sfs * out["coarse_sfs"] + w.fidelity * out["fidelity"]
                         + w.smooth * out["smooth"] + w.landmark * out["landmark"] + w.temporal * out["temporal"])
-        out["light"] = est["light"]
-        out["albedo"] = est["albedo"]
-        out["valid"] = est["valid"]
-        out["coarse_shading"] = est["shading"]
-        out["region"] = region if region is not None else est["valid"]
+        out["light"] = sfs["light"]
+        out["albedo"] = sfs["albedo"]
+        out["valid"] = sfs["valid"]
+        out["coarse_shading"] = sfs["shading"]
+        out["region"] = sfs["region"] if sfs["region"] is not None else sfs["valid"]
         return out
 
     @torch.no_grad()
@@ -520,6 +529,6 @@ class Phase2Loss(nn.Module):
 __all__ = [
     "LightingConfig", "Phase2Loss", "Phase2Weights", "SH_C0", "SH_C1", "depth_gradients", "erode_mask",
     "estimate_lighting_albedo", "fidelity_loss", "five_from_68", "landmark_loss", "laplacian_loss",
-    "masked_bilateral", "normals_from_depth", "rgb_to_intensity", "sfs_loss", "sh_basis", "sh_shading",
-    "solve_lighting", "temporal_loss",
+    "masked_bilateral", "normals_from_depth", "rgb_to_intensity", "sfs_errors", "sfs_loss", "sh_basis",
+    "sh_shading", "solve_lighting", "temporal_loss",
 ]

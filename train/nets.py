@@ -31,8 +31,8 @@ FineNet
     Implementation detail: the first 1x1 conv of the head is applied to each block *before* upsampling
     and the results summed. Bilinear upsampling is linear per channel with weights summing to one, so
     ``conv1x1(concat(up(f1), up(f2), ...)) == sum_k up(conv1x1_k(f_k))`` exactly - the paper's
-    hypercolumn, at a fraction of the cost (no wide full-resolution tensor). The ``s`` variant also runs
-    block 1 at half resolution (``first_stride=2``); the paper variant at full resolution.
+    hypercolumn, at a fraction of the cost (no wide full-resolution tensor). ``FineConfig.first_stride``
+    sets the resolution of block 1 (both shipped variants: 1, full resolution, as in the paper).
 
     Depth input is centred and scaled inside: ``(coarse - masked mean) * mask * 4 / S`` (about [-1, 1] for a
     face filling the crop), plus the mask itself as a channel.
@@ -44,9 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtface.camera import POSE_SIZE
 from rtface.crop import frontal_pose
+from rtface.render.feedback import FEEDBACK_CHANNELS
 
-from .config import FEEDBACK_CHANNELS, NUM_EXPRESSION, NUM_IDENTITY, POSE_SIZE, VariantConfig
+from .config import NUM_EXPRESSION, NUM_IDENTITY, VariantConfig
 
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)

@@ -41,9 +41,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from .config import VariantConfig, from_dict, get_variant, with_train  # noqa: E402
+from .data import BatchStream, to_tensors  # noqa: E402
 from .geometry import TorchFaceModel, project  # noqa: E402
 from .nets import CoarseNet, FineNet  # noqa: E402
 from .render_layer import RenderLayer  # noqa: E402
+from .runloop import RunClock, configure_cpu, stop_on_sigterm  # noqa: E402
 
 CHECKPOINT_FORMAT = 1
 
@@ -64,6 +66,15 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
         return (step + 1) / max(1, warmup)
     t = (step - warmup) / max(1, total - warmup)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float = 10.0) -> float:
+    """One step of ``opt`` on ``loss`` with the gradient norm of its parameters clipped; returns that norm."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
+    opt.step()
+    return float(norm)
 
 
 def fine_detail_losses(fine: torch.nn.Module, b: dict[str, torch.Tensor], t) -> dict[str, torch.Tensor]:
@@ -138,9 +149,6 @@ class Phase1:
 
 
     # -- training ----------------------------------------------------------------------------------
-    def to_tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in batch.items()}
-
     def set_lr(self) -> float:
         t = self.cfg.train
         lr = t.lr * lr_factor(self.step_index, self.total_steps, t.warmup_steps, t.min_lr_ratio)
@@ -150,24 +158,18 @@ class Phase1:
         return lr
 
     def step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        b = self.to_tensors(batch)
+        b = to_tensors(batch, self.device)
         lr = self.set_lr()
         self.fine.train()
         out: dict[str, float] = {}
         if not self.cfg.train.fine_only:
             self.coarse.train()
             lc = self.coarse_losses(b)
-            self.opt_coarse.zero_grad(set_to_none=True)
-            lc["total"].backward()
-            torch.nn.utils.clip_grad_norm_(self.coarse.parameters(), 10.0)
-            self.opt_coarse.step()
+            optimise(self.opt_coarse, lc["total"])
             out.update({k: float(v.detach()) for k, v in lc.items()})
         if self.cfg.train.fine_only or self.step_index % self.cfg.train.fine_every == 0:
             lf = self.fine_losses(b)
-            self.opt_fine.zero_grad(set_to_none=True)
-            lf["fine_total"].backward()
-            torch.nn.utils.clip_grad_norm_(self.fine.parameters(), 10.0)
-            self.opt_fine.step()
+            optimise(self.opt_fine, lf["fine_total"])
             out.update({k: float(v.detach()) for k, v in lf.items()})
         out["lr"] = lr
         self.step_index += 1
@@ -281,18 +283,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from rtface.face_model import FaceModel
 
-    from .data import BatchStream
 
-    torch.set_num_threads(max(1, args.threads))
-    # Zero-initialised residual branches and the near-zero FineNet residual produce denormal floats, which
-    # made CPU steps 4-5x slower after a few hundred steps (measured 1.95 s vs 0.40 s per step).
-    torch.set_flush_denormal(True)
-    try:  # numba's parallel rasteriser (in-process data, rendering layer) must not spin against torch
-        import numba
-
-        numba.set_num_threads(max(1, min(args.threads, numba.get_num_threads())))
-    except ImportError:
-        pass
+    configure_cpu(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     out = Path(args.out)
@@ -326,17 +318,10 @@ def main(argv=None) -> int:
 
     bar = tqdm(total=args.steps, initial=trainer.step_index, disable=args.no_progress, mininterval=5.0,
                dynamic_ncols=True)
-    import signal
-
-    def _stop(signum, frame):  # `kill PID` stops cleanly: the finally block below writes ckpt_last.pt
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _stop)
-    t_start = time.time()
-    t_ckpt = time.time()
+    stop_on_sigterm()
+    clock = RunClock(lambda: trainer.save(last, provenance), t.ckpt_every_s, args.max_minutes)
     t_data = 0.0
     t_step = 0.0
-    avg: dict[str, float] = {}
     try:
         while trainer.step_index < args.steps:
             t0 = time.perf_counter()
@@ -346,25 +331,21 @@ def main(argv=None) -> int:
             t2 = time.perf_counter()
             t_data += t1 - t0
             t_step += t2 - t1
-            for k, v in losses.items():
-                avg[k] = v if k not in avg else 0.9 * avg[k] + 0.1 * v
+            clock.update(losses)
             bar.update(1)
             s = trainer.step_index
             if s % t.log_every == 0 or s == args.steps:
-                rec = {"step": s, "time_s": round(time.time() - t_start, 1),
+                rec = {"step": s, "time_s": round(clock.elapsed, 1),
                        "data_s": round(t_data, 1), "compute_s": round(t_step, 1),
                        **{k: round(v, 5) for k, v in losses.items()}}
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
+                avg = clock.avg
                 bar.set_postfix(v=f"{avg.get('vertex', float('nan')):.2f}", lm=f"{avg.get('landmark', float('nan')):.2f}",
                                 fine=f"{avg.get('fine_l1', float('nan')):.3f}", refresh=False)
-            if time.time() - t_ckpt >= t.ckpt_every_s:
-                trainer.save(last, provenance)
-                t_ckpt = time.time()
             if args.snapshot_every and s % args.snapshot_every == 0:
                 trainer.save(out / f"ckpt_step{s}.pt", provenance)
-            if args.max_minutes and time.time() - t_start > args.max_minutes * 60:
-                print(f"\nstopping after {args.max_minutes} min at step {s}", flush=True)
+            if clock.after_step(s):
                 break
     except KeyboardInterrupt as exc:
         print(f"\ninterrupted ({exc}) at step {trainer.step_index}", flush=True)

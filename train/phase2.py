@@ -51,13 +51,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import VariantConfig, get_variant
+from .config import VariantConfig, get_variant, with_train
+from .data import BatchStream, to_tensors
 from .geometry import TorchFaceModel, project
 from .losses import LightingConfig, Phase2Loss, Phase2Weights
 from .nets import CoarseNet, FineNet
 from .phase1 import (CHECKPOINT_FORMAT, CheckpointError, config_of, fine_detail_losses, load_checkpoint, lr_factor,
-                     save_checkpoint)
+                     optimise, save_checkpoint)
 from .render_layer import RenderLayer
+from .runloop import RunClock, configure_cpu, stop_on_sigterm
 
 
 class Phase2:
@@ -91,10 +93,6 @@ class Phase2:
         self.step_index = 0
 
     # -- forward -------------------------------------------------------------------------------------
-    def to_tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in batch.items()
-                if isinstance(v, np.ndarray) and v.dtype != object}
-
     def coarse_forward(self, image: torch.Tensor):
         s = self.cfg.size
         feedback = image.new_zeros(image.shape[0], 6, s, s)
@@ -130,26 +128,22 @@ class Phase2:
         """One update on a batch of real crops; with ``synthetic`` (a phase-1 FineNet batch, train/data.py) and
         ``w_synth_detail`` > 0, the phase-1 detail loss on those faces is added, so that the FineNet keeps the
         synthetic detail it learnt while it learns the real faces' shading (beyond the paper)."""
-        b = self.to_tensors(batch)
+        b = to_tensors(batch, self.device)
         lr = self.set_lr()
         self.train_mode()
         out = self.forward(b)
         total = out["total"]
         synth_rec = {}
         if synthetic is not None and self.w_synth_detail > 0:
-            ls = fine_detail_losses(self.fine, self.to_tensors(synthetic), self.cfg.train)
+            ls = fine_detail_losses(self.fine, to_tensors(synthetic, self.device), self.cfg.train)
             total = total + self.w_synth_detail * ls["fine_total"]
             synth_rec = {"synth_" + k: float(v.detach()) for k, v in ls.items()}
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        params = [p for g in self.opt.param_groups for p in g["params"]]
-        gnorm = torch.nn.utils.clip_grad_norm_(params, 10.0)
-        self.opt.step()
+        gnorm = optimise(self.opt, total)
         self.step_index += 1
         rec = {k: float(out[k].detach()) for k in ("total", "sfs", "fidelity", "smooth", "landmark", "temporal")}
         rec["residual_px"] = float(((out["fine_depth"] - out["coarse_depth"]).detach().abs() * out["mask"]).sum()
                                    / out["mask"].sum().clamp_min(1.0))
-        rec["grad_norm"] = float(gnorm)
+        rec["grad_norm"] = gnorm
         rec["lr"] = lr
         rec.update(synth_rec)
         return rec
@@ -157,7 +151,7 @@ class Phase2:
     @torch.no_grad()
     def evaluate(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """Held-out figures: SfS error of the coarse and of the fine depth (intensity^2), five-point error (px)."""
-        b = self.to_tensors(batch)
+        b = to_tensors(batch, self.device)
         self.coarse.eval()
         self.fine.eval()
         out = self.forward(b)
@@ -203,7 +197,7 @@ class Phase2:
     @torch.no_grad()
     def picture(self, batch: dict[str, np.ndarray], path: Path, rows: int = 4) -> None:
         """input | coarse shading | fine shading | fine depth | detail, one held-out face per row."""
-        b = self.to_tensors({k: v[:rows] for k, v in batch.items() if isinstance(v, np.ndarray)})
+        b = to_tensors({k: v[:rows] for k, v in batch.items() if isinstance(v, np.ndarray)}, self.device)
         self.coarse.eval()
         self.fine.eval()
         out = self.forward(b)
@@ -327,9 +321,6 @@ def synthetic_stream(cfg, args, start: int, w_synth: float | None = None):
     """Synthetic FineNet batches (train/data.py, seed ``args.seed + 1``) for ``--w-synth-detail``; None when 0."""
     if (args.w_synth_detail if w_synth is None else w_synth) <= 0:
         return None
-    from .config import with_train
-    from .data import BatchStream
-
     return BatchStream(with_train(cfg, fine_only=True, fine_batch_size=args.batch_size), args.seed + 1,
                        start=start, workers=1)
 
@@ -375,7 +366,7 @@ def main(argv=None) -> int:
 
     from . import realdata
 
-    torch.set_num_threads(max(1, args.threads))
+    configure_cpu(args.threads)
     torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -430,8 +421,8 @@ def main(argv=None) -> int:
     log = open(out / "log.jsonl", "a")
     bar = tqdm(total=args.steps, initial=trainer.step_index, disable=args.no_progress, mininterval=5.0,
                dynamic_ncols=True)
-    t_start = t_ckpt = time.time()
-    avg: dict[str, float] = {}
+    stop_on_sigterm()
+    clock = RunClock(lambda: trainer.save(last, provenance), args.ckpt_every, args.max_minutes)
     try:
         if trainer.step_index == 0:
             rec = {"step": 0, **trainer.evaluate(held)}
@@ -440,29 +431,26 @@ def main(argv=None) -> int:
         while trainer.step_index < args.steps:
             losses = trainer.step(batches(trainer.step_index), next(synthetic) if synthetic is not None else None)
             s = trainer.step_index
-            for k, v in losses.items():
-                avg[k] = v if k not in avg else 0.9 * avg[k] + 0.1 * v
+            clock.update(losses)
             bar.update(1)
             rec = None
             if s % args.log_every == 0 or s == args.steps:
-                rec = {"step": s, "time_s": round(time.time() - t_start, 1), **{k: round(v, 7) for k, v in losses.items()}}
+                rec = {"step": s, "time_s": round(clock.elapsed, 1), **{k: round(v, 7) for k, v in losses.items()}}
             if s % args.eval_every == 0 or s == args.steps:
                 rec = rec or {"step": s}
                 rec.update(trainer.evaluate(held))
             if rec is not None:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
-                bar.set_postfix(sfs=f"{avg['sfs']:.2e}", res=f"{avg['residual_px']:.2f}", refresh=False)
+                bar.set_postfix(sfs=f"{clock.avg['sfs']:.2e}", res=f"{clock.avg['residual_px']:.2f}", refresh=False)
             if s % args.picture_every == 0 or s == args.steps:
                 trainer.picture(held, out / f"progress_{s}.png")
-            if time.time() - t_ckpt >= args.ckpt_every:
-                trainer.save(last, provenance)
-                t_ckpt = time.time()
-            if args.max_minutes and time.time() - t_start > args.max_minutes * 60:
-                print(f"\nstopping after {args.max_minutes} min at step {s}", flush=True)
-                break
             if not math.isfinite(losses["total"]):
                 raise FloatingPointError(f"non-finite loss at step {s}: {losses}")
+            if clock.after_step(s):
+                break
+    except KeyboardInterrupt as exc:
+        print(f"\ninterrupted ({exc}) at step {trainer.step_index}", flush=True)
     finally:
         trainer.save(last, provenance)
         if synthetic is not None:

@@ -44,13 +44,10 @@ RETRY_PAD = 0.25  # fraction of the image side added on each side when retrying 
 
 
 def archive_path(path: str | os.PathLike | None = None) -> Path:
-    """The UTKFace archive: ``path``, else ``$RTFACE_ASSETS/faces-utk/...``, else ``<repo>/../shared/assets/...``."""
-    if path is not None:
-        return Path(path)
-    root = os.environ.get("RTFACE_ASSETS")
-    if root:
-        return Path(root) / UTK_ARCHIVE
-    return Path(__file__).resolve().parents[1].parent / "shared" / "assets" / UTK_ARCHIVE
+    """The UTKFace archive: ``path``, else :func:`rtface.assets.data_path` of ``faces-utk/...``."""
+    from rtface.assets import data_path
+
+    return Path(path) if path is not None else data_path(UTK_ARCHIVE)
 
 
 def is_heldout(name: str, frac: float = HELDOUT_FRAC) -> bool:
@@ -136,6 +133,8 @@ class RealFaces:
         ``flip`` (B,) bool mirrors faces horizontally (the five points are mirrored and their left/right
         order swapped, so the framing stays canonical).
         """
+        from rtface.networks import preprocess
+
         idx = np.asarray(idx)
         order = np.argsort(idx)  # sorted reads are kinder to the memmap
         crops = np.empty((len(idx),) + self.crops.shape[1:], np.uint8)
@@ -147,8 +146,7 @@ class RealFaces:
             crops[f] = crops[f][:, :, ::-1]
             five[f, :, 0] = s - five[f, :, 0]
             five[f] = five[f][:, [1, 0, 2, 4, 3]]
-        image = crops[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        return {"image": np.ascontiguousarray(image), "five": five, "index": idx}
+        return {"image": preprocess(crops), "five": five, "index": idx}
 
 
 def _cache_key(archive: Path, detector_file: str, size: int, limit: int | None, frac: float) -> str:

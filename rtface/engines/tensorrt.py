@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .._optional import cuda_available, require
-from ..assets import cache_dir, sha256_file
+from ..assets import cache_dir, sha256_file, write_atomic
 from ..errors import AssetError, BackendUnavailable, InputError, RtfaceError
 from .base import DYNAMIC, Engine, TensorSpec
 from .onnxruntime import corrupt_onnx_error, onnx_file
@@ -184,9 +183,9 @@ class EngineCache:
         record = key.record(sha256_bytes(engine_bytes),
                             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(engine_path, engine_bytes)
-        _write_atomic(self.sidecar_path(key, stem),
-                      (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        write_atomic(engine_path, engine_bytes, mode=0o600)
+        write_atomic(self.sidecar_path(key, stem),
+                     (json.dumps(record, indent=2, sort_keys=True) + "\n").encode(), mode=0o600)
         return engine_path
 
     def discard(self, key: EngineKey, stem: str) -> None:
@@ -201,22 +200,6 @@ class EngineCache:
     def _warn(engine_path: Path, reason: str) -> None:
         warnings.warn(f"ignoring cached TensorRT engine {engine_path}: {reason}; rebuilding it",
                       EngineCacheWarning, stacklevel=5)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # -- TensorRT ------------------------------------------------------------------------------------

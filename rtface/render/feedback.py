@@ -3,15 +3,15 @@
 For a batch of posed meshes (crop pixels) :func:`render_feedback` returns ``(B, 6, S, S)`` float32:
 
 * channels 0..2: unit surface normals in the **image frame** (x right, y down, z toward the camera), smooth
-  (area-weighted vertex normals interpolated with the barycentrics, renormalised), pointing out of the
-  face: a frontal face has n_z > 0. They agree with the normals of the depth map,
-  ``n ~ (-dz/dx, -dz/dy, 1)``.
+  (area-weighted vertex normals, :func:`rtface.render.shading.mesh_normals`, interpolated with the
+  barycentrics, renormalised), pointing out of the face: a frontal face has n_z > 0. They agree with the
+  normals of the depth map, ``n ~ (-dz/dx, -dz/dy, 1)``.
 * channels 3..5: PNCC, the model-frame coordinates of the **mean face** at that pixel (a fixed colour code of
   the mesh's surface) normalised per axis to [0, 1] with :data:`PNCC_MIN` / :data:`PNCC_MAX`.
 
-All channels are 0 where no face is rendered (and all of them are 0 when there is no estimate: use
-:func:`empty_feedback`). Used by training (``train/data.py``) and by the pipeline (previous frame's
-estimate), so both see exactly the same input.
+All channels are 0 where no face is rendered, and all of them are 0 when there is no estimate (first frame,
+single image). Used by training (``train/data.py``) and by the pipeline (previous frame's estimate), so both
+see exactly the same input.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from .raster import Raster, rasterize
+from .shading import mesh_normals
 
 FEEDBACK_CHANNELS = 6
 #: Bounding box (cm, model frame) of the ICT-FaceKit face-area mean face: PNCC = (mean - MIN) / (MAX - MIN).
@@ -33,48 +34,8 @@ def pncc_code(mean_vertices: np.ndarray) -> np.ndarray:
     return np.clip((m - PNCC_MIN) / (PNCC_MAX - PNCC_MIN), 0.0, 1.0).astype(np.float32)
 
 
-def vertex_normals(vertices_px: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals in the image frame, ``(..., V, 3)`` float32.
-
-    The mesh is counter-clockwise seen from the front in the y-up model frame; in the image frame y points
-    down, so the cross product is taken on (x, -y, z) (a proper rotation of the model frame) and its y is
-    flipped back.
-    """
-    v = np.asarray(vertices_px, dtype=np.float32)
-    batched = v.ndim == 3
-    if not batched:
-        v = v[None]
-    t = np.asarray(triangles)
-    b, nv, _ = v.shape
-    w = v * np.array([1.0, -1.0, 1.0], dtype=np.float32)
-    e1 = w[:, t[:, 1]] - w[:, t[:, 0]]
-    e2 = w[:, t[:, 2]] - w[:, t[:, 0]]
-    fn = np.cross(e1, e2)  # (B, T, 3), length = 2 * area
-    out = np.zeros((b, nv, 3), dtype=np.float64)
-    flat_idx = (np.arange(b)[:, None] * nv + t.reshape(1, -1)).reshape(-1)  # (B*T*3,)
-    fn3 = np.repeat(fn, 3, axis=1).reshape(-1, 3)
-    for c in range(3):
-        out[..., c] = np.bincount(flat_idx, weights=fn3[:, c], minlength=b * nv).reshape(b, nv)
-    out[..., 1] *= -1.0
-    norm = np.linalg.norm(out, axis=-1, keepdims=True)
-    out = (out / np.maximum(norm, 1e-12)).astype(np.float32)
-    return out if batched else out[0]
-
-
-def interpolate(raster: Raster, attributes: np.ndarray) -> np.ndarray:
-    """Per-vertex ``(B, V, C)`` -> per-pixel ``(B, C, H, W)`` with the raster's barycentrics, 0 on background."""
-    tri = np.asarray(raster.triangle)
-    bary = np.asarray(raster.barycentric)
-    mask = np.asarray(raster.mask)
-    if tri.ndim == 2:
-        tri, bary, mask = tri[None], bary[None], mask[None]
-    a = np.asarray(attributes, dtype=np.float32)
-    if a.ndim == 2:
-        a = np.broadcast_to(a, (tri.shape[0],) + a.shape)
-    return _interp(tri, bary, mask, a, None)
-
-
 def _interp(tri, bary, mask, attributes, triangles):
+    """Per-vertex ``attributes`` (B, V, C) -> per-pixel (B, C, H, W) with the raster's barycentrics, 0 outside."""
     b, h, w = tri.shape
     c = attributes.shape[2]
     out = np.zeros((b, c, h, w), dtype=np.float32)
@@ -115,7 +76,7 @@ def render_feedback(vertices_px: np.ndarray, triangles: np.ndarray, size: int, p
         tri, bary, mask = tri[None], bary[None], mask[None]
     if tri.shape != (v.shape[0], size, size):
         raise InputError(f"raster has shape {tri.shape}, expected {(v.shape[0], size, size)}")
-    normals = vertex_normals(v, t)
+    normals = mesh_normals(v, t, image_frame=True)
     attrs = np.concatenate([normals, np.broadcast_to(code, normals.shape)], axis=-1)
     out = _interp(tri, bary, mask, attrs, t)
     n = out[:, :3]
@@ -124,10 +85,4 @@ def render_feedback(vertices_px: np.ndarray, triangles: np.ndarray, size: int, p
     return out
 
 
-def empty_feedback(batch: int, size: int) -> np.ndarray:
-    """All-zero feedback ``(batch, 6, size, size)``: no estimate yet (first frame, single image)."""
-    return np.zeros((batch, FEEDBACK_CHANNELS, size, size), dtype=np.float32)
-
-
-__all__ = ["FEEDBACK_CHANNELS", "PNCC_MAX", "PNCC_MIN", "empty_feedback", "interpolate", "pncc_code",
-           "render_feedback", "vertex_normals"]
+__all__ = ["FEEDBACK_CHANNELS", "PNCC_MAX", "PNCC_MIN", "pncc_code", "render_feedback"]

@@ -163,6 +163,9 @@ class Detector:
         if faces is None or len(faces) == 0:
             return Detections.empty()
         faces = np.asarray(faces, dtype=np.float64).reshape(-1, 15)
+        faces = faces[np.isfinite(faces).all(axis=1)]  # YuNet returns inf/nan rows on tiny images (a few px)
+        if len(faces) == 0:
+            return Detections.empty()
         scale = np.array([fx, fy])
         # cv2 coordinates: pixel centres at integers -> rtface: +0.5; then undo the downscale.
         pts = (faces[:, 4:14].reshape(-1, 5, 2) + 0.5) / scale

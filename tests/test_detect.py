@@ -89,3 +89,13 @@ def test_iou_and_nms():
     keep = nms(a, np.array([0.5, 0.9, 0.7]), 0.4)
     assert list(keep) == [1, 2, 0]
     assert list(nms(a, np.array([0.5, 0.9, 0.7]), 0.3)) == [1, 2]
+
+
+def test_tiny_images_give_no_face_and_no_warning(detector):
+    import warnings
+
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # YuNet's inf/nan rows on a few pixels must not leak a RuntimeWarning
+        for h, w in ((8, 8), (1, 1), (2, 3)):
+            assert len(detector(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))) == 0

@@ -609,7 +609,16 @@ def _open_cv2_capture(index: int, *, name: str, live: bool, queue_size: int,
                       pyav_error: Exception | None) -> FrameSource:
     import cv2
 
-    cap = cv2.VideoCapture(index)
+    # OpenCV logs "[ WARN ] ... can't open camera by index" itself; the SourceError below says it cleanly
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    previous = log.getLogLevel() if log is not None else None
+    if log is not None:
+        log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        cap = cv2.VideoCapture(index)
+    finally:
+        if log is not None:
+            log.setLogLevel(previous)
     if not cap.isOpened():
         cap.release()
         detail = f" (PyAV: {pyav_error})" if pyav_error else ""

@@ -186,3 +186,9 @@ def test_bad_source_types():
         open_source(3.5)
     with pytest.raises(InputError, match=">= 0"):
         open_source(-1)
+
+
+def test_missing_webcam_is_one_clean_error(capfd):
+    with pytest.raises(SourceError, match="cannot open webcam 63"):
+        open_source(63)
+    assert "WARN" not in capfd.readouterr().err  # OpenCV's own log lines are silenced

@@ -14,7 +14,11 @@ Lookup order for each asset:
 4. a download from the pinned upstream address into the cache, with a progress bar and a sha256
    check of every file (``RTFACE_OFFLINE=1`` forbids downloads).
 
-Every file is checked against the sha256 recorded in ``assets_manifest.json``.
+The cache alone is enough to run: the face model is needed only as its converted array file
+(:func:`converted_face_model`, checked against the digest stored in it), which is used before any source is
+looked up, and a detector found under ``RTFACE_ASSETS`` is copied into the cache. Every source file is checked
+against the sha256 recorded in ``assets_manifest.json`` when it is read; ``rtface assets --verify`` re-reads them
+all. When an asset is missing, the error names every asset that is missing and the one variable that fixes it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ FACE_MODEL = "ict-facekit"
 DETECTOR = "yunet"
 _ARCHIVE_NAME = "FaceXModel.tar.xz"
 _FOLDER_NAME = "FaceXModel"
+#: Layout version of the converted face model file (bump when its arrays change).
+_CONVERTED_FORMAT = 2
 
 
 @lru_cache(maxsize=1)
@@ -126,10 +132,7 @@ def _offline() -> bool:
 def download(url: str, dest: Path, sha256: str, size: int | None = None, what: str = "asset") -> Path:
     """Download ``url`` to ``dest`` with a progress bar, verify its sha256, then move it in place."""
     if _offline():
-        raise AssetError(
-            f"{what} is not available locally and RTFACE_OFFLINE is set. Download {url} "
-            f"(sha256 {sha256}) to {dest}, or set RTFACE_ASSETS to a local asset directory."
-        )
+        raise missing_error("RTFACE_OFFLINE is set, so nothing is downloaded.")
     from tqdm import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -145,10 +148,7 @@ def download(url: str, dest: Path, sha256: str, size: int | None = None, what: s
         verify_file(tmp, sha256, what)
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise AssetError(
-            f"Could not download {what} from {url} ({exc}). If this machine is offline, fetch the file "
-            f"elsewhere and put it at {dest}, or set RTFACE_ASSETS to a directory that holds the assets."
-        ) from exc
+        raise missing_error(f"Downloading {what} from {url} failed ({exc}).") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return dest
@@ -157,7 +157,8 @@ def download(url: str, dest: Path, sha256: str, size: int | None = None, what: s
 def asset_path(name: str, path: str | os.PathLike | None = None) -> Path:
     """Path of a single-file asset (``"yunet"``), found or downloaded and verified.
 
-    ``path`` overrides the lookup (a CLI option); it is checked against the manifest too.
+    ``path`` overrides the lookup (a CLI option); it is checked against the manifest too. A copy found under
+    ``RTFACE_ASSETS`` is also put into the cache (232 KB), so that the cache alone suffices later.
     """
     if name != DETECTOR:
         raise AssetError(f"unknown single-file asset {name!r}; known: {DETECTOR!r}")
@@ -167,16 +168,21 @@ def asset_path(name: str, path: str | os.PathLike | None = None) -> Path:
         p = Path(path).expanduser()
         verify_file(p, entry["sha256"], what)
         return p
-    candidates = []
-    root = assets_root()
-    if root is not None:
-        candidates.append(root / DETECTOR / entry["file"])
     cached = cache_dir() / DETECTOR / entry["file"]
-    candidates.append(cached)
-    for p in candidates:
-        if p.is_file():
-            verify_file(p, entry["sha256"], what)
-            return p
+    root = assets_root()
+    if root is not None and (root / DETECTOR / entry["file"]).is_file():
+        p = root / DETECTOR / entry["file"]
+        verify_file(p, entry["sha256"], what)
+        if not cached.is_file():
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(cached, p.read_bytes())
+            except OSError:
+                pass  # a read-only cache only costs the offline fallback
+        return p
+    if cached.is_file():
+        verify_file(cached, entry["sha256"], what)
+        return cached
     return download(entry["url"], cached, entry["sha256"], entry.get("size"), what)
 
 
@@ -185,10 +191,35 @@ def face_model_files() -> dict[str, dict]:
     return manifest()[FACE_MODEL]["files"]
 
 
+def converted_face_model() -> Path:
+    """Where the converted face model (``.npz``, see :meth:`rtface.FaceModel.load`) lives in the cache.
+
+    The name holds a digest of the pinned file list: every source that passes the sha256 checks converts to
+    the same arrays, so one converted file serves any copy of the source."""
+    digest = hashlib.sha256()
+    for name, info in sorted(face_model_files().items()):
+        digest.update(f"{name}:{info['sha256']};".encode())
+    return cache_dir() / "face_model" / f"ict_face_v{_CONVERTED_FORMAT}_{digest.hexdigest()[:16]}.npz"
+
+
+def _local_face_model_source() -> Path | None:
+    """The face model source under ``RTFACE_ASSETS`` or complete in the cache, without downloading."""
+    root = assets_root()
+    if root is not None:
+        for p in (root / FACE_MODEL / _ARCHIVE_NAME, root / FACE_MODEL / _FOLDER_NAME):
+            if p.exists():
+                return p
+    folder = cache_dir() / FACE_MODEL / _FOLDER_NAME
+    if folder.is_dir() and all((folder / n).is_file() for n in face_model_files()):
+        return folder
+    return None
+
+
 def face_model_source(path: str | os.PathLike | None = None) -> Path:
     """The ICT-FaceKit source: a ``FaceXModel.tar.xz`` archive or a ``FaceXModel/`` directory.
 
-    Files inside are verified when they are read (see :mod:`rtface.face_model`).
+    Files inside are verified when they are read (see :mod:`rtface.face_model`). Only needed to convert the
+    model: :meth:`rtface.FaceModel.load` uses :func:`converted_face_model` first.
     """
     if path is not None:
         p = Path(path).expanduser()
@@ -197,31 +228,52 @@ def face_model_source(path: str | os.PathLike | None = None) -> Path:
         if not p.exists():
             raise AssetError(f"face model path {p} does not exist; give the FaceXModel folder or {_ARCHIVE_NAME}.")
         return p
-    root = assets_root()
-    if root is not None:
-        for p in (root / FACE_MODEL / _ARCHIVE_NAME, root / FACE_MODEL / _FOLDER_NAME):
-            if p.exists():
-                return p
+    local = _local_face_model_source()
+    if local is not None:
+        return local
     folder = cache_dir() / FACE_MODEL / _FOLDER_NAME
-    missing = [n for n in face_model_files() if not (folder / n).is_file()]
-    if missing:
-        _download_face_model(folder, missing)
+    _download_face_model(folder, [n for n in face_model_files() if not (folder / n).is_file()])
     return folder
 
 
 def _download_face_model(folder: Path, names: list[str]) -> None:
     entry = manifest()[FACE_MODEL]
     if _offline():
-        raise AssetError(
-            f"The ICT-FaceKit face model is not available locally ({len(names)} files missing in {folder}). "
-            f"Download the folder FaceXModel of github.com/ICT-VGL/ICT-FaceKit at commit {entry['commit']} "
-            f"into {folder}, or set RTFACE_ASSETS to a directory holding ict-facekit/{_ARCHIVE_NAME}."
-        )
+        raise missing_error("RTFACE_OFFLINE is set, so nothing is downloaded.")
     from tqdm import tqdm
 
-    for name in tqdm(names, desc="ICT-FaceKit face model", unit="file"):
+    for name in tqdm(names, desc="downloading the ICT-FaceKit face model", unit="file"):
         info = entry["files"][name]
         download(entry["base_url"] + name, folder / name, info["sha256"], info["size"], f"face model file {name}")
+
+
+def missing_assets() -> list[str]:
+    """The assets that are neither under ``RTFACE_ASSETS`` nor in the cache (each as a short description).
+
+    Existence only, no checksums and no downloads: what a run on this machine without network would lack."""
+    out = []
+    entry = manifest()[DETECTOR]
+    root = assets_root()
+    if not ((root is not None and (root / DETECTOR / entry["file"]).is_file())
+            or (cache_dir() / DETECTOR / entry["file"]).is_file()):
+        out.append(f"the YuNet face detector ({DETECTOR}/{entry['file']})")
+    if not converted_face_model().is_file() and _local_face_model_source() is None:
+        out.append(f"the ICT-FaceKit face model ({FACE_MODEL}/{_ARCHIVE_NAME}, "
+                   f"{len(face_model_files())} files)")
+    return out
+
+
+def missing_error(reason: str) -> AssetError:
+    """The one error for missing assets: every missing asset, why it was not fetched, and the fix."""
+    missing = missing_assets() or ["an asset file"]
+    listed = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+    fm = manifest()[FACE_MODEL]
+    return AssetError(
+        f"Missing: {listed}. {reason} Fix: set RTFACE_ASSETS to a folder that holds "
+        f"{FACE_MODEL}/{_ARCHIVE_NAME} and {DETECTOR}/{manifest()[DETECTOR]['file']} (once is enough: "
+        f"rtface then keeps what it needs in its cache {cache_dir()}). Upstream copies: github.com/ICT-VGL/"
+        f"ICT-FaceKit at {fm['commit'][:7]}, folder {_FOLDER_NAME}; {manifest()[DETECTOR]['url']}."
+    )
 
 
 @dataclass
@@ -234,8 +286,13 @@ class AssetStatus:
     detail: str
 
 
-def check_all(verify: bool = True) -> list[AssetStatus]:
-    """Locate every asset (downloading what is missing) and report where it is and whether it verifies."""
+def check_all(verify: bool = False, progress: bool = True) -> list[AssetStatus]:
+    """Make every asset ready (download what is missing, convert the face model once) and report each.
+
+    Quick by default: the detector's sha256 (232 KB) and the converted face model's stored digest. With
+    ``verify=True`` the face model's source files are re-read and checked against their sha256 too (the full
+    walk, a few seconds for the archive); without a source that is reported, not an error.
+    """
     out = []
     try:
         p = asset_path(DETECTOR)
@@ -243,14 +300,26 @@ def check_all(verify: bool = True) -> list[AssetStatus]:
     except AssetError as exc:
         out.append(AssetStatus(DETECTOR, "-", False, str(exc)))
     try:
-        src = face_model_source()
-        detail = "present"
-        if verify:
-            from .face_model import verify_source
+        from .face_model import FaceModel, verify_converted, verify_source
 
-            verify_source(src)
-            detail = f"{len(face_model_files())} files, sha256 ok"
-        out.append(AssetStatus(FACE_MODEL, str(src), True, detail))
+        converted = converted_face_model()
+        if converted.is_file():
+            try:
+                model_hash = verify_converted(converted)
+            except AssetError:
+                converted.unlink(missing_ok=True)
+        if not converted.is_file():
+            FaceModel.load(progress=progress)  # converts once from RTFACE_ASSETS, the cache or a download
+        model_hash = verify_converted(converted)
+        detail = f"converted face model, stored digest ok (model hash {model_hash[:12]}...)"
+        if verify:
+            src = _local_face_model_source()
+            if src is None:
+                detail += "; no source on this machine to verify (not needed to run)"
+            else:
+                verify_source(src, progress=progress)
+                detail += f"; source {src}: {len(face_model_files())} files, sha256 ok"
+        out.append(AssetStatus(FACE_MODEL, str(converted), True, detail))
     except AssetError as exc:
         out.append(AssetStatus(FACE_MODEL, "-", False, str(exc)))
     return out

@@ -34,16 +34,31 @@ def test_checksum_mismatch_is_a_clear_error(tmp_path):
         assets.asset_path("yunet", bad)
 
 
-def test_offline_without_local_copy_says_what_to_download(tmp_path, monkeypatch):
+def test_offline_without_local_copy_names_every_missing_asset_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.delenv("RTFACE_ASSETS", raising=False)
     monkeypatch.setenv("RTFACE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("RTFACE_OFFLINE", "1")
-    with pytest.raises(AssetError) as err:
-        assets.asset_path("yunet")
-    msg = str(err.value)
-    assert "opencv_zoo" in msg and str(tmp_path / "cache") in msg and "RTFACE_ASSETS" in msg
-    with pytest.raises(AssetError, match="ICT-FaceKit"):
-        assets.face_model_source()
+    for call in (lambda: assets.asset_path("yunet"), assets.face_model_source):
+        with pytest.raises(AssetError) as err:
+            call()
+        msg = str(err.value)
+        # both assets, whichever is asked for first; the one variable that fixes it; where upstream copies are
+        assert "YuNet face detector" in msg and "ICT-FaceKit face model" in msg and "155 files" in msg
+        assert "RTFACE_OFFLINE is set" in msg and "Fix: set RTFACE_ASSETS" in msg
+        assert "ict-facekit/FaceXModel.tar.xz" in msg and "yunet/face_detection_yunet_2023mar.onnx" in msg
+        assert "opencv_zoo" in msg and str(tmp_path / "cache") in msg
+
+
+def test_detector_from_rtface_assets_is_kept_in_the_cache(tmp_path, monkeypatch):
+    src = shared("yunet/face_detection_yunet_2023mar.onnx")
+    monkeypatch.setenv("RTFACE_CACHE", str(tmp_path / "cache"))
+    assert assets.asset_path("yunet") == src
+    cached = tmp_path / "cache" / "yunet" / src.name
+    assert cached.read_bytes() == src.read_bytes()
+    monkeypatch.delenv("RTFACE_ASSETS")
+    monkeypatch.setenv("RTFACE_OFFLINE", "1")
+    assert assets.asset_path("yunet") == cached
+    assert [m for m in assets.missing_assets() if "YuNet" in m] == []
 
 
 def test_assets_env_must_be_a_directory(tmp_path, monkeypatch):
@@ -54,8 +69,28 @@ def test_assets_env_must_be_a_directory(tmp_path, monkeypatch):
 
 def test_check_all_reports_each_asset():
     shared("ict-facekit/FaceXModel.tar.xz")
-    rows = {r.name: r for r in assets.check_all(verify=False)}
+    rows = {r.name: r for r in assets.check_all(progress=False)}
     assert rows["yunet"].ok and rows["ict-facekit"].ok
+    assert rows["ict-facekit"].location == str(assets.converted_face_model())
+    assert "stored digest ok" in rows["ict-facekit"].detail
+
+
+def test_check_all_verify_walks_the_source(tmp_path, monkeypatch):
+    from .facekit_synth import make_facekit
+
+    detector = shared("yunet/face_detection_yunet_2023mar.onnx")
+    monkeypatch.setenv("RTFACE_CACHE", str(tmp_path / "cache"))
+    kit = make_facekit(tmp_path / "kit", monkeypatch)
+    monkeypatch.setenv("RTFACE_ASSETS", str(kit.root))
+    (kit.root / "yunet").symlink_to(detector.parent)  # the detector of the shared data, read in place
+    quick = {r.name: r for r in assets.check_all(progress=False)}["ict-facekit"]
+    assert quick.ok and "source" not in quick.detail  # converted once, then only the stored digest is checked
+    full = {r.name: r for r in assets.check_all(verify=True, progress=False)}["ict-facekit"]
+    assert full.ok and f"source {kit.archive}: 7 files, sha256 ok" in full.detail
+    kit.archive.write_bytes(kit.archive.read_bytes()[:-2000])  # damage the source: only --verify notices
+    assert {r.name: r for r in assets.check_all(progress=False)}["ict-facekit"].ok
+    bad = {r.name: r for r in assets.check_all(verify=True, progress=False)}["ict-facekit"]
+    assert not bad.ok and "corrupt" in bad.detail
 
 
 def test_data_path_reads_rtface_assets(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """rtface: per-frame, per-face detailed depth maps from video in real time.
 
 Implements Richardson et al., "Learning Detailed Face Reconstruction from a Single Image" (CVPR 2017):
-CoarseNet (3DMM + pose) -> rendering layer (coarse depth) -> FineNet (detail). See DESIGN.md.
+CoarseNet (3DMM + pose) -> rendering layer (coarse depth) -> FineNet (detail). Use and conventions:
+README.md; the interfaces between the parts: docs/CONTRACTS.md.
 
 Public API::
 

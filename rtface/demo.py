@@ -105,29 +105,31 @@ def run_demo(out_dir: str | os.PathLike = "rtface-demo", *, frames: int = FRAMES
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = FaceModel.load()
-    frames_in = list(synthetic_frames(frames, model=model))
+    model = FaceModel.load(progress=progress)  # first use: converts the face model (a few seconds, with a bar)
+    rendered = synthetic_frames(frames, model=model)
+    if progress:
+        from tqdm import tqdm
+
+        rendered = tqdm(rendered, total=int(frames), desc="rendering the demo input", unit="frame")
+    frames_in = list(rendered)  # rendered first, so that the pipeline's timings are its own
+    bar = None
+    if progress:
+        bar = tqdm(total=len(frames_in), desc="rtface demo", unit="frame")  # shown while the networks load
     pipe = pipeline or Pipeline(backend=backend, face_model=model)
     video = out / "demo.mp4"
     n_face = 0
     stage_sum: dict[str, float] = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(frames_in), desc="rtface demo", unit="frame")
     t0 = time.perf_counter()
     busy = 0.0
-    with VideoSink(video, fps=FPS) as sink:
+    # three full 640 x 360 panels; encoded in this thread, so that the pipeline's timings are its own
+    with VideoSink(video, fps=FPS, size=None, threaded=False) as sink:
         for result in pipe.stream(frames_in, fps=FPS):
-            tb = time.perf_counter()
             _ = result.depth
             busy += result.timings.get("total", 0.0) + result.timings.get("paste", 0.0)
             n_face += bool(result.faces)
             for k, v in result.timings.items():
                 stage_sum[k] = stage_sum.get(k, 0.0) + v
             sink.write(result)
-            del tb
             if bar is not None:
                 bar.update(1)
     if bar is not None:

@@ -78,3 +78,83 @@ def test_preview_without_display_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(InputError, match="display|GUI"):
         PreviewWindow()
+
+
+def test_output_writer_follows_the_extension(tmp_path):
+    from rtface.errors import InputError
+    from rtface.sinks import ImageSink, VideoSink, open_output
+
+    assert isinstance(open_output(tmp_path / "a.mkv", fps=25), VideoSink)
+    single = open_output(tmp_path / "one.PNG", single_image=True)
+    assert isinstance(single, ImageSink) and not single.sequence
+    seq = open_output(tmp_path / "seq.jpg")
+    assert isinstance(seq, ImageSink) and seq.sequence
+    for bad in ("x.txt", "noext"):
+        with pytest.raises(InputError, match=r"\.mp4.*\.png"):
+            open_output(tmp_path / bad)
+
+
+def test_image_sink_single_picture_sequence_and_pattern(tmp_path):
+    import cv2
+
+    from rtface.errors import InputError
+    from rtface.sinks import ImageSink
+
+    with ImageSink(tmp_path / "one.png") as sink:
+        sink.write(result(5))
+        with pytest.raises(InputError, match="one picture"):
+            sink.write(result(6))
+    img = cv2.imread(str(tmp_path / "one.png"))
+    assert img.shape == (61, 3 * 83 + 4, 3)  # three panels and two 2-px gaps
+    assert (tmp_path / "one.png").read_bytes()[:4] == b"\x89PNG"
+    with ImageSink(tmp_path / "seq.jpg", sequence=True) as sink:
+        for k in (3, 4):
+            sink.write(result(k))
+    assert [p.name for p in sorted(tmp_path.glob("seq_*.jpg"))] == ["seq_000003.jpg", "seq_000004.jpg"]
+    assert (tmp_path / "seq_000003.jpg").read_bytes()[:2] == b"\xff\xd8"  # JPEG, as named
+    with ImageSink(tmp_path / "f%03d.png") as sink:
+        sink.write(result(7))
+    assert (tmp_path / "f007.png").is_file()
+
+
+def test_side_by_side_is_scaled_to_the_output_size(tmp_path):
+    import av
+
+    from rtface.sinks import VideoSink, parse_size, visualize
+
+    big = result(0, h=1080, w=1920)
+    assert visualize(big, size=None).shape == (1080, 3 * 1920 + 4, 3)
+    small = visualize(big, size=(1920, None))
+    assert small.shape[1] <= 1920 and small.shape[0] == 359
+    assert visualize(big, size=(1280, 200)).shape[0] <= 200
+    # the face's depth is pasted straight at the small size: it matches pasting at full size and shrinking
+    import cv2
+
+    from rtface.sinks import _scaled
+
+    direct = _scaled(big, 638, 359, np.zeros((359, 638, 3), np.uint8))
+    shrunk = cv2.resize(big.mask.astype(np.uint8), (638, 359), interpolation=cv2.INTER_AREA) > 0
+    assert (direct.mask & shrunk).sum() / (direct.mask | shrunk).sum() > 0.8
+    ratio = direct.depth[direct.mask].max() / big.depth[big.mask].max()
+    assert ratio == pytest.approx(638 / 1920, rel=0.05)  # depth in pixels of the small picture
+    path = tmp_path / "big.mp4"
+    with VideoSink(path, fps=30) as sink:  # default: no wider than 1920
+        sink.write(big)
+        sink.write(result(1, h=1080, w=1920))
+    assert sink.frame_size[0] <= 1920
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].width <= 1920 and sum(1 for _ in c.decode(video=0)) == 2
+    assert parse_size("1280x720") == (1280, 720) and parse_size("800") == (800, None) and parse_size("full") is None
+    with pytest.raises(Exception, match="WIDTH"):
+        parse_size("wide")
+
+
+def test_writer_thread_errors_reach_the_caller(tmp_path):
+    from rtface.errors import RtfaceError
+    from rtface.sinks import ImageSink
+
+    sink = ImageSink(tmp_path / "missing" / "x_%04d.png")
+    (tmp_path / "missing").rmdir()  # the writer thread cannot save there any more
+    sink.write(result(0))
+    with pytest.raises(RtfaceError, match="could not write"):
+        sink.close()

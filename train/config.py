@@ -29,6 +29,10 @@ class CoarseConfig:
     stem_pool: bool = False  # an extra early stride (3x3/2 max pool after the stem, as in ResNet)
     head_width: int = 256  # the 3x3 conv after the trunk
     fc_hidden: int = 0  # 0: the pooled features go straight to the output layer
+    # Input rendering layer (the paper's iterative feedback: 6 extra input channels). Off for the released nets:
+    # it costs ~3 ms a face at run time to render, and the tracker's landmark-based crop already carries the
+    # previous frame's estimate (measurement in the README).
+    feedback: bool = True
 
 
 @dataclass(frozen=True)

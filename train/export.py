@@ -101,21 +101,35 @@ def parity(module: torch.nn.Module, data: bytes, feeds: dict[str, np.ndarray], o
     return worst
 
 
-def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet, out_dir: Path, face_model_hash: str,
-           training: dict, tol: float = 1e-4, metrics: dict | None = None) -> dict:
-    """Export both networks with parity checks, then write the files and manifest. Returns the manifest."""
+def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet | None, out_dir: Path, face_model_hash: str,
+           training: dict, tol: float = 1e-4, metrics: dict | None = None, fine_from: Path | None = None) -> dict:
+    """Export both networks with parity checks, then write the files and manifest. Returns the manifest.
+
+    With ``fine`` None, the FineNet ONNX file of the weights folder ``fine_from`` is shipped unchanged (its
+    manifest entry and training record are carried over)."""
     out_dir = Path(out_dir)
     s = cfg.size
     coarse.eval()
-    fine.eval()
     c_feeds, f_feeds = example_inputs(s)
+    c_inputs = COARSE_INPUTS if coarse.feedback else COARSE_INPUTS[:1]  # image only without the feedback input
+    c_feeds = {k: c_feeds[k] for k in c_inputs}
     c_args = tuple(torch.from_numpy(v[:1]) for v in c_feeds.values())
     f_args = tuple(torch.from_numpy(v[:1]) for v in f_feeds.values())
     print(f"exporting variant {cfg.name!r} (S={s}, opset {OPSET}) to {out_dir}")
-    c_data = onnx_bytes(coarse, c_args, COARSE_INPUTS, COARSE_OUTPUTS)
-    f_data = onnx_bytes(fine, f_args, FINE_INPUTS, FINE_OUTPUTS)
-    diffs = {"coarse": parity(coarse, c_data, c_feeds, COARSE_OUTPUTS, tol, "coarse"),
-             "fine": parity(fine, f_data, f_feeds, FINE_OUTPUTS, tol, "fine")}
+    c_data = onnx_bytes(coarse, c_args, c_inputs, COARSE_OUTPUTS)
+    diffs = {"coarse": parity(coarse, c_data, c_feeds, COARSE_OUTPUTS, tol, "coarse")}
+    if fine is not None:
+        fine.eval()
+        f_data = onnx_bytes(fine, f_args, FINE_INPUTS, FINE_OUTPUTS)
+        diffs["fine"] = parity(fine, f_data, f_feeds, FINE_OUTPUTS, tol, "fine")
+    else:
+        from rtface.networks import load_manifest
+
+        prev = load_manifest(fine_from)
+        f_data = (Path(prev["_dir"]) / prev["networks"]["fine"]["file"]).read_bytes()
+        diffs["fine"] = prev["networks"]["fine"].get("parity_max_abs_diff")
+        training = {**training, "fine": {"from": str(fine_from), "sha256": prev["networks"]["fine"]["sha256"],
+                                         "training": prev.get("training", {})}}
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"coarse": f"coarse_{cfg.name}.onnx", "fine": f"fine_{cfg.name}.onnx"}
     networks = {}
@@ -140,12 +154,14 @@ def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet, out_dir: Path, 
     return manifest
 
 
-def nets_from_checkpoint(ckpt: dict, path: str) -> tuple[VariantConfig, CoarseNet, FineNet]:
+def nets_from_checkpoint(ckpt: dict, path: str) -> tuple[VariantConfig, CoarseNet, FineNet | None]:
+    """The checkpoint's networks; FineNet None for a CoarseNet-only checkpoint (``train.coarse_real``)."""
     cfg = config_of(ckpt)
-    coarse, fine = CoarseNet(cfg), FineNet(cfg)
+    coarse, fine = CoarseNet(cfg), (FineNet(cfg) if "fine" in ckpt else None)
     try:
         coarse.load_state_dict(ckpt["coarse"])
-        fine.load_state_dict(ckpt["fine"])
+        if fine is not None:
+            fine.load_state_dict(ckpt["fine"])
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit the {cfg.name!r} networks ({exc})") from exc
     return cfg, coarse, fine
@@ -160,6 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--random-init", action="store_true", help="export untrained, randomly initialised nets")
     ap.add_argument("--seed", type=int, default=0, help="initialisation seed with --random-init")
     ap.add_argument("--metrics", help="JSON file with held-out metrics to put into the manifest")
+    ap.add_argument("--fine-from", help="weights folder whose FineNet ONNX is shipped unchanged (needed for a "
+                    "CoarseNet-only checkpoint)")
     args = ap.parse_args(argv)
     from rtface.face_model import FaceModel
 
@@ -179,13 +197,16 @@ def main(argv=None) -> int:
                 ap.error("--checkpoint is required (or --random-init)")
             ckpt = load_checkpoint(args.checkpoint, variant=args.variant, face_model_hash=model.hash)
             cfg, coarse, fine = nets_from_checkpoint(ckpt, args.checkpoint)
+            if fine is None and not args.fine_from:
+                ap.error(f"{args.checkpoint} holds no FineNet: name the weights whose FineNet to ship with --fine-from")
             training = {"status": "trained" if ckpt["step"] >= ckpt.get("total_steps", 0) else "partial",
                         "phase": ckpt.get("phase", 1), "step": int(ckpt["step"]),
                         "total_steps": int(ckpt.get("total_steps", 0)), "checkpoint": str(args.checkpoint),
                         "checkpoint_sha256": sha256_file(Path(args.checkpoint)),
                         "config": ckpt["config"], "provenance": ckpt.get("provenance", {})}
         metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-        export(cfg, coarse, fine, Path(args.out), model.hash, training, tol=args.tol, metrics=metrics)
+        export(cfg, coarse, fine, Path(args.out), model.hash, training, tol=args.tol, metrics=metrics,
+               fine_from=Path(args.fine_from) if args.fine_from else None)
     except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -86,7 +86,9 @@ def _register_image_norm(module: nn.Module) -> None:
 
 
 class CoarseNet(nn.Module):
-    """(image (N,3,S,S) RGB [0,1], feedback (N,6,S,S)) -> identity (N,100), expression (N,53), pose (N,6)."""
+    """(image (N,3,S,S) RGB [0,1][, feedback (N,6,S,S)]) -> identity (N,100), expression (N,53), pose (N,6).
+
+    Without ``CoarseConfig.feedback`` the net takes the image alone (a ``feedback`` argument is ignored)."""
 
     def __init__(self, cfg: VariantConfig):
         super().__init__()
@@ -96,7 +98,8 @@ class CoarseNet(nn.Module):
         fp = frontal_pose(cfg.size)
         self.register_buffer("pose_ref", torch.tensor(fp, dtype=torch.float32), persistent=False)
         self.translation_unit = cfg.size / 8.0
-        layers: list[nn.Module] = [_conv_bn(3 + FEEDBACK_CHANNELS, c.stem_width, 7, 2)]
+        self.feedback = bool(c.feedback)
+        layers: list[nn.Module] = [_conv_bn(3 + (FEEDBACK_CHANNELS if self.feedback else 0), c.stem_width, 7, 2)]
         if c.stem_pool:
             layers.append(nn.MaxPool2d(3, 2, 1))
         cin = c.stem_width
@@ -119,8 +122,12 @@ class CoarseNet(nn.Module):
         head.append(out)
         self.fc = nn.Sequential(*head)
 
-    def forward(self, image: torch.Tensor, feedback: torch.Tensor):
-        x = torch.cat([(image - self.image_mean) / self.image_std, feedback], dim=1)
+    def forward(self, image: torch.Tensor, feedback: torch.Tensor | None = None):
+        x = (image - self.image_mean) / self.image_std
+        if self.feedback:
+            if feedback is None:
+                feedback = torch.zeros_like(x[:, :1]).expand(-1, FEEDBACK_CHANNELS, -1, -1)
+            x = torch.cat([x, feedback], dim=1)
         f = self.trunk(x).mean(dim=(2, 3))
         raw = self.fc(f)
         identity = raw[:, :NUM_IDENTITY]

@@ -1,0 +1,217 @@
+"""68-landmark accuracy on real faces: ``python -m benchmarks landmarks [--weights DIR] [--baseline DIR] [--json P]``.
+
+Protocol (300-W "common" test subset, ``faces-300w/test``: LFPW test + Helen test, 554 faces never trained on):
+
+* the pipeline's detector (YuNet, ``rtface.detect``; its result is cached with the fits by ``train.labeled``)
+  gives five points, the face is cropped to S x S with the pipeline's framing (``rtface.crop``), the CoarseNet
+  (ONNX Runtime, CPU) regresses the face model and pose, and the 68 landmarks are the model's landmark vertices
+  with the jaw contour marched to the silhouette (``rtface.contour``), mapped back to the photo;
+* ``tracked``: one more pass with the crop made from those landmarks, as the tracker makes the next frame's crop
+  in a video (what a stream reports from its second frame on);
+* errors: mean point-to-point error over the 68 points, divided by sqrt(w*h) of the ground-truth landmarks' box
+  ("box", the 3DDFA protocol) or by the outer-eye-corner distance (points 36 and 45, "inter-ocular"); failure
+  rate = share of faces with an inter-ocular NME above 8 %. Faces the detector misses (0.4 %) are framed from the
+  ground-truth five points and counted in ``detector_missed``.
+
+Baselines in the same table: the mean face at the template pose (what a net that learnt nothing beyond the
+detector's framing gives), and ``--baseline`` weights (the previous release). Large poses: the test faces turned
+to 30-60 and 60-90 degrees of yaw and re-rendered from their fits (``train.profiling``, as 300W-LP was made),
+ground truth their re-rendered landmarks; the detector runs on the re-rendered photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .report import machine, write_json
+
+FAIL_IOD = 0.08
+
+
+def _nme(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    err = np.linalg.norm(pred - gt, axis=-1).mean(-1)
+    wh = np.ptp(gt, axis=1)
+    box = err / np.sqrt(np.maximum(wh[:, 0], 1e-6) * np.maximum(wh[:, 1], 1e-6))
+    iod = err / np.maximum(np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1), 1e-6)
+    return box, iod
+
+
+def landmarks_from_params(model, contour, params: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 68, 2) crop-pixel landmarks of predicted parameters, jaw marched."""
+    from rtface.camera import project
+
+    vs = contour.vertex_set
+    out = []
+    for i in range(len(params["pose"])):
+        v = (model.mean[vs] + np.tensordot(params["identity"][i], model.id_basis[:, vs], 1)
+             + np.tensordot(params["expression"][i], model.exp_basis[:, vs], 1))
+        p = project(v, params["pose"][i])
+        ids = np.searchsorted(vs, contour.select_batch(p[None, :, 0])[0])
+        out.append(p[ids, :2])
+    return np.stack(out)
+
+
+def evaluate_images(predict: Callable[[np.ndarray], dict], model, size: int, images: list[np.ndarray],
+                    gts: np.ndarray, fives: np.ndarray, passes: int = 2, chunk: int = 16) -> dict[str, np.ndarray]:
+    """Landmarks (image px) after each pass for every image; ``fives`` (N,5,2) first-pass framing points."""
+    from rtface.camera import apply_affine, invert_affine, warp_to_crop
+    from rtface.contour import Contour
+    from rtface.crop import crop_from_five, five_from_68
+    from rtface.networks import preprocess
+
+    contour = Contour(model)
+    n = len(images)
+    cur = np.asarray(fives, np.float64)
+    out = {}
+    for p in range(passes):
+        preds = np.zeros((n, 68, 2))
+        for s in range(0, n, chunk):
+            idx = range(s, min(n, s + chunk))
+            aff = [crop_from_five(cur[i], size) for i in idx]
+            crops = np.stack([warp_to_crop(images[i], a, size) for i, a in zip(idx, aff)])
+            params = predict(preprocess(crops))
+            lm = landmarks_from_params(model, contour, params)
+            for j, (i, a) in enumerate(zip(idx, aff)):
+                preds[i] = apply_affine(invert_affine(a), lm[j])
+        out[f"pass{p + 1}"] = preds
+        cur = five_from_68(preds)
+    return out
+
+
+def _summary(pred: np.ndarray, gt: np.ndarray, names: np.ndarray) -> dict:
+    box, iod = _nme(pred, gt)
+    r = {"faces": int(len(gt)), "box_nme": float(box.mean() * 100), "io_nme": float(iod.mean() * 100),
+         "failure_rate": float((iod > FAIL_IOD).mean() * 100)}
+    for sub in ("lfpw", "helen", "afw"):
+        m = np.array([str(s).startswith(sub + "_") for s in names])
+        if m.any():
+            b, i = box[m], iod[m]
+            r[sub] = {"faces": int(m.sum()), "box_nme": float(b.mean() * 100), "io_nme": float(i.mean() * 100),
+                      "failure_rate": float((i > FAIL_IOD).mean() * 100)}
+    return r
+
+
+def _load_test(set_name: str, limit: int | None):
+    from train import labeled
+
+    lab = labeled.load(set_name, progress=False)
+    idx = np.arange(len(lab))
+    if limit:
+        idx = idx[:: max(1, len(idx) // limit)][:limit]
+    images = [lab.read_image(i) for i in idx]
+    return lab, idx, images
+
+
+def evaluate_set(predict: Callable, model, size: int, set_name: str = "300w-test", limit: int | None = None,
+                 passes: int = 2) -> dict:
+    """NME summary of the last pass (and ``pass1`` when ``passes`` > 1) on a labelled set."""
+    from rtface.crop import five_from_68
+
+    lab, idx, images = _load_test(set_name, limit)
+    gts = lab.points[idx].astype(np.float64)
+    det = lab.det_five[idx].astype(np.float64)
+    missed = ~np.isfinite(det).all(axis=(1, 2))
+    fives = np.where(missed[:, None, None], five_from_68(gts), det)
+    preds = evaluate_images(predict, model, size, images, gts, fives, passes)
+    r = _summary(preds[f"pass{passes}"], gts, lab.names[idx])
+    if passes > 1:
+        r["pass1"] = _summary(preds["pass1"], gts, lab.names[idx])
+    r["detector_missed"] = int(missed.sum())
+    return r
+
+
+def evaluate_profiled(predict: Callable, model, size: int, passes: int = 2, limit: int | None = None) -> dict:
+    """NME by yaw bucket on the profiled 300-W test faces (module docstring)."""
+    import cv2
+
+    from rtface.crop import five_from_68
+    from train.profiling import TEST_YAW_BUCKETS, load_profiled
+
+    d = load_profiled("300w-test", copies=len(TEST_YAW_BUCKETS), seed=1, yaw_ranges=TEST_YAW_BUCKETS)
+    n = len(d["source"])
+    idx = np.arange(n) if not limit else np.arange(n)[:: max(1, n // limit)][:limit]
+    images = [cv2.imdecode(d["jpeg"][d["offsets"][i]:d["offsets"][i + 1]], cv2.IMREAD_COLOR) for i in idx]
+    gts = d["landmarks"][idx].astype(np.float64)
+    det = d["det_five"][idx].astype(np.float64)
+    missed = ~np.isfinite(det).all(axis=(1, 2))
+    fives = np.where(missed[:, None, None], five_from_68(gts), det)
+    preds = evaluate_images(predict, model, size, images, gts, fives, passes)[f"pass{passes}"]
+    box, iod = _nme(preds, gts)
+    yaw = np.rad2deg(np.abs(d["pose"][idx, 1]))
+    out = {}
+    for lo, hi in TEST_YAW_BUCKETS:
+        m = (yaw >= lo) & (yaw <= hi)
+        out[f"{lo:g}-{hi:g}"] = {"faces": int(m.sum()), "box_nme": float(box[m].mean() * 100),
+                                 "detector_missed_%": float(missed[m].mean() * 100)}
+    return out
+
+
+def onnx_predictor(weights: str | None):
+    from rtface.networks import load_networks
+
+    nets = load_networks(weights, backend="cpu")
+    return (lambda x: nets.coarse.run(x)), nets.size
+
+
+def template_predictor(size: int):
+    from rtface.crop import frontal_pose
+
+    def predict(x: np.ndarray) -> dict:
+        n = len(x)
+        return {"identity": np.zeros((n, 100), np.float32), "expression": np.zeros((n, 53), np.float32),
+                "pose": np.tile(frontal_pose(size), (n, 1)).astype(np.float32)}
+
+    return predict
+
+
+def _row(name: str, r: dict) -> str:
+    sub = lambda k: f"{r[k]['box_nme']:.2f} / {r[k]['io_nme']:.2f}" if k in r else "-"  # noqa: E731
+    return (f"| {name} | {r['box_nme']:.2f} | {r['io_nme']:.2f} | {r['failure_rate']:.1f} | {sub('lfpw')} | "
+            f"{sub('helen')} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks landmarks", description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    p.add_argument("--baseline", default=None, help="weights folder of a previous release, for comparison")
+    p.add_argument("--limit", type=int, default=None, help="only this many test faces (evenly spread)")
+    p.add_argument("--no-profiled", action="store_true", help="skip the large-pose buckets")
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    from rtface.face_model import FaceModel
+
+    model = FaceModel.load()
+    predict, size = onnx_predictor(a.weights)
+    rows = {"this release (tracked: 2nd pass)": evaluate_set(predict, model, size, limit=a.limit)}
+    rows["this release (single image)"] = rows["this release (tracked: 2nd pass)"].pop("pass1")
+    rows["mean face at the template (detector framing)"] = evaluate_set(template_predictor(size), model, size,
+                                                                        limit=a.limit, passes=1)
+    if a.baseline:
+        bp, bs = onnx_predictor(a.baseline)
+        rows["baseline (single image)"] = evaluate_set(bp, model, bs, limit=a.limit, passes=1)
+    print(f"machine: {machine()}")
+    print("\n300-W test (common subset), 68-point NME in % (box: sqrt(w*h) of the GT box; IO: outer eye corners)\n")
+    print("| weights | box NME | IO NME | failures (IO > 8 %) | LFPW box / IO | Helen box / IO |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for k, r in rows.items():
+        print(_row(k, r))
+    result = {"machine": machine(), "test": rows}
+    if not a.no_profiled:
+        result["profiled"] = {"this release": evaluate_profiled(predict, model, size, limit=a.limit)}
+        if a.baseline:
+            result["profiled"]["baseline"] = evaluate_profiled(bp, model, bs, limit=a.limit)
+        print("\nProfiled 300-W test faces (re-rendered at a new yaw), box NME %, tracked\n")
+        for k, r in result["profiled"].items():
+            print(f"- {k}: " + ", ".join(f"{b} deg: {v['box_nme']:.2f} ({v['faces']} faces, detector missed "
+                                         f"{v['detector_missed_%']:.0f} %)" for b, v in r.items()))
+    if a.json:
+        write_json(Path(a.json), result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,6 +8,19 @@ missing or altered file) and wraps each file in an engine of :func:`rtface.engin
     x = preprocess(crops_bgr)                       # (N, S, S, 3) uint8 BGR -> (N, 3, S, S) float32 RGB [0, 1]
     out = nets.coarse.run(x)                        # {"identity", "expression", "pose"}
     depth = nets.fine.run(x, coarse_depth, mask)    # (N, S, S) crop px
+
+INT8: a network's manifest entry may carry an ``"int8"`` entry (written by ``python -m train.quantize``)::
+
+    "coarse": {"file": "coarse_s.onnx", "sha256": "...",
+               "int8": {"file": "coarse_s.int8.onnx", "sha256": "...", "source_sha256": "<sha256 of coarse_s.onnx>",
+                        "calibration": {...}, "agreement": {...}}}
+
+(manifest format 1 still: readers that do not know the key ignore it). ``precision="int8"`` loads those QDQ
+files on any backend; ``precision="auto"`` loads them on the CPU backend when both networks have one made
+from the current FP32 file, and the FP32 files everywhere else (the GPU path is unchanged).
+
+CoarseNet comes in two kinds: with a ``feedback`` input (the paper's input rendering layer: the previous
+estimate rendered into the crop) or image only; :attr:`CoarseNet.takes_feedback` says which.
 """
 
 from __future__ import annotations
@@ -26,6 +39,9 @@ from .errors import AssetError, InputError
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+#: Key of a network's INT8 (QDQ) entry in the manifest.
+INT8 = "int8"
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
 def weights_dir(path: str | os.PathLike | None = None) -> Path:
@@ -68,9 +84,55 @@ def load_manifest(directory: str | os.PathLike | None = None, *, verify: bool = 
                 raise AssetError(f"The {key} network {p} fails its checksum (sha256 {actual[:16]}..., manifest "
                                  f"says {entry['sha256'][:16]}...): the file is corrupt or was replaced. "
                                  f"Reinstall rtface or re-export the weights with 'python -m train.export'.")
+        for key in ("coarse", "fine"):
+            q = networks[key].get(INT8)
+            if q is None:
+                continue
+            if not isinstance(q, dict):
+                raise AssetError(f"The weights manifest {mpath} has a corrupt \"int8\" entry for {key}; run "
+                                 f"'python -m train.quantize --weights {d}' again or remove the entry.")
+            p = d / str(q.get("file", ""))
+            if not q.get("file") or not p.is_file():
+                raise AssetError(f"The INT8 {key} network {p} named in {mpath} is missing; run "
+                                 f"'python -m train.quantize --weights {d}' again or remove its \"int8\" entry.")
+            actual = sha256_file(p)
+            if actual != q.get("sha256"):
+                raise AssetError(f"The INT8 {key} network {p} fails its checksum (sha256 {actual[:16]}..., manifest "
+                                 f"says {str(q.get('sha256'))[:16]}...): run 'python -m train.quantize --weights {d}' "
+                                 f"again.")
     manifest["_dir"] = str(d)
     manifest["input_size"] = size
     return manifest
+
+
+def int8_status(manifest: dict) -> str | None:
+    """None when both networks of a loaded manifest have a usable INT8 file; else why not (for messages)."""
+    for key in ("coarse", "fine"):
+        entry = manifest["networks"][key]
+        q = entry.get(INT8)
+        if q is None:
+            return f"the manifest in {manifest.get('_dir')} lists no INT8 {key} network"
+        if q.get("source_sha256") != entry["sha256"]:
+            return (f"the INT8 {key} network {q.get('file')} was quantised from another FP32 file than "
+                    f"{entry['file']} (stale: the weights changed since)")
+    return None
+
+
+def _use_int8(manifest: dict, backend: str, precision: str) -> bool:
+    """Whether :func:`load_networks` loads the INT8 files (see the module docstring)."""
+    if precision == "int8":
+        why = int8_status(manifest)
+        if why is not None:
+            raise AssetError(f"precision='int8': {why}. Quantise the weights with 'python -m train.quantize "
+                             f"--weights {manifest.get('_dir')}', or use precision='auto'/'fp32'.")
+        return True
+    if precision != "auto":
+        return False
+    if backend == "auto":
+        from .engines import available_backends
+
+        backend = available_backends()[0]
+    return backend == "cpu" and int8_status(manifest) is None
 
 
 def preprocess(crops_bgr: np.ndarray) -> np.ndarray:
@@ -129,13 +191,28 @@ class _Network:
 
 
 class CoarseNet(_Network):
-    """3DMM + pose regressor: ``run(images (N,3,S,S), feedback=None) -> {"identity", "expression", "pose"}``."""
+    """3DMM + pose regressor: ``run(images (N,3,S,S), feedback=None) -> {"identity", "expression", "pose"}``.
+
+    Works with both kinds of CoarseNet ONNX: with a ``feedback`` input and image only
+    (:attr:`takes_feedback`, read from the engine's input names).
+    """
+
+    @property
+    def takes_feedback(self) -> bool:
+        """Whether the network has the ``feedback`` input (the rendered previous estimate)."""
+        return "feedback" in self.engine.inputs
 
     def run(self, images: Any, feedback: Any = None) -> dict[str, Any]:
         """Images RGB [0, 1] ``(N, 3, S, S)``; ``feedback`` ``(N, 6, S, S)`` (``rtface.render.feedback``) or
-        None for zeros (no previous estimate). Returns identity (N,100), expression (N,53), pose (N,6)."""
+        None for zeros (no previous estimate; the only choice for a network without the input). Returns
+        identity (N,100), expression (N,53), pose (N,6)."""
         s = self.size
         _check_images(images, s, "CoarseNet")
+        if not self.takes_feedback:
+            if feedback is not None:
+                raise InputError(f"CoarseNet: {self.engine.path} takes no feedback input (image only); pass "
+                                 f"feedback=None (Pipeline(feedback=None) picks this automatically)")
+            return self.engine.run({"image": images})
         xp = _xp(images)
         n = images.shape[0]
         if feedback is None:
@@ -170,6 +247,11 @@ class Networks:
         return int(self.manifest["input_size"])
 
     @property
+    def precision(self) -> str:
+        """What the networks compute in: ``"int8"`` (QDQ files), ``"fp16"`` or ``"fp32"`` (the coarse engine's)."""
+        return self.coarse.engine.precision
+
+    @property
     def trained(self) -> bool:
         return self.manifest.get("training", {}).get("status") != "untrained"
 
@@ -183,12 +265,19 @@ def load_networks(directory: str | os.PathLike | None = None, backend: str = "au
                   precision: str = "auto", cache_dir: str | os.PathLike | None = None) -> Networks:
     """Verify the manifest of a weights folder and load both networks on ``backend``.
 
+    ``precision``: ``"auto"`` (INT8 files on the CPU backend when the manifest has current ones, else FP32;
+    TensorRT builds FP16 where it is fast), ``"fp32"``, ``"fp16"`` (TensorRT only) or ``"int8"`` (the
+    manifest's QDQ files on every backend).
+
     Raises:
-        AssetError: missing/corrupt manifest or file, checksum mismatch, or weights trained for another face
-            model than ``face_model_hash`` (when given).
+        AssetError: missing/corrupt manifest or file, checksum mismatch, weights trained for another face
+            model than ``face_model_hash`` (when given), or ``precision="int8"`` without current INT8 files.
+        InputError: unknown precision.
     """
     from .engines import load_engine
 
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     manifest = load_manifest(directory)
     if face_model_hash is not None and manifest.get("face_model_hash") != face_model_hash:
         raise AssetError(f"The network weights in {manifest['_dir']} were trained for face model "
@@ -196,13 +285,16 @@ def load_networks(directory: str | os.PathLike | None = None, backend: str = "au
                          f"{face_model_hash[:12]}...; use weights exported for this face model.")
     d = Path(manifest["_dir"])
     size = manifest["input_size"]
+    int8 = _use_int8(manifest, backend, precision)
     engines = {}
     for key in ("coarse", "fine"):
-        engines[key] = load_engine(d / manifest["networks"][key]["file"], backend=backend, precision=precision,
+        entry = manifest["networks"][key]
+        file = entry[INT8]["file"] if int8 else entry["file"]
+        engines[key] = load_engine(d / file, backend=backend, precision="int8" if int8 else precision,
                                    threads=threads, cache_dir=cache_dir, max_batch=max_batch)
     return Networks(CoarseNet(engines["coarse"], size, manifest["variant"]),
                     FineNet(engines["fine"], size, manifest["variant"]), manifest)
 
 
-__all__ = ["CoarseNet", "FineNet", "Networks", "WEIGHTS_DIR", "load_manifest", "load_networks", "preprocess",
-           "weights_dir"]
+__all__ = ["CoarseNet", "FineNet", "INT8", "Networks", "PRECISIONS", "WEIGHTS_DIR", "int8_status", "load_manifest",
+           "load_networks", "preprocess", "weights_dir"]

@@ -96,3 +96,26 @@ def test_wrong_face_model_is_asset_error(weights):
         load_networks(d, backend="cpu", face_model_hash="f" * 64)
     m = json.loads((d / "manifest.json").read_text())
     assert m["training"]["status"] == "untrained"
+
+
+def test_coarse_net_with_and_without_feedback_input(weights, face_model, tmp_path):
+    from rtface.errors import InputError
+    from rtface.networks import load_networks, preprocess
+    from tests.weights_edit import image_only_weights
+
+    d, _ = weights
+    x = preprocess(np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8))
+    with_fb = load_networks(d, backend="cpu", face_model_hash=face_model.hash, threads=1)
+    only = load_networks(image_only_weights(d, tmp_path / "image_only"), backend="cpu", threads=1)
+    assert with_fb.coarse.takes_feedback and not only.coarse.takes_feedback
+    assert list(only.coarse.engine.inputs) == ["image"]
+    a, b = with_fb.coarse.run(x), only.coarse.run(x)  # no feedback = zeros
+    for k in ("identity", "expression", "pose"):
+        np.testing.assert_allclose(a[k], b[k], atol=1e-5)
+    with pytest.raises(InputError, match="no feedback input"):
+        only.coarse.run(x, np.zeros((2, 6, 32, 32), np.float32))
+    with pytest.raises(InputError, match="precision"):
+        load_networks(d, backend="cpu", precision="int4")
+    assert with_fb.precision == "fp32"
+    with_fb.close()
+    only.close()

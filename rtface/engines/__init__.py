@@ -22,7 +22,7 @@ import warnings
 from .._optional import cuda_available
 from ..errors import BackendUnavailable, InputError
 from .base import DYNAMIC, Engine, TensorSpec
-from .onnxruntime import OnnxRuntimeCudaEngine, OnnxRuntimeEngine, physical_cores
+from .onnxruntime import OnnxRuntimeCudaEngine, OnnxRuntimeEngine, onnx_is_quantized, physical_cores
 from .tensorrt import (
     PRECISIONS,
     EngineBuildError,
@@ -40,7 +40,7 @@ __all__ = [
     "BACKENDS", "DYNAMIC", "PRECISIONS", "Engine", "EngineBuildError", "EngineCache",
     "EngineCacheWarning", "EngineKey", "OnnxRuntimeCudaEngine", "OnnxRuntimeEngine",
     "TensorRTEngine", "TensorSpec", "available_backends", "build_engines", "default_cache_dir",
-    "load_engine", "physical_cores",
+    "load_engine", "onnx_is_quantized", "physical_cores",
 ]
 
 
@@ -84,14 +84,17 @@ def load_engine(onnx_path: str | os.PathLike[str], backend: str = "auto", *,
     """Load the network in ``onnx_path`` on a backend (see the module docstring).
 
     Args:
-        precision: "auto", "fp32" or "fp16"; used by TensorRT only ("auto": fp16 on GPUs with fast
-            FP16). ONNX Runtime runs the network in the types of the ONNX file.
+        precision: "auto", "fp32", "fp16" or "int8"; used by TensorRT only ("auto": fp16 on GPUs with
+            fast FP16; "int8": the file must be QDQ-quantised). ONNX Runtime runs the network in the types
+            of the ONNX file (a QDQ file in INT8). Which file to load for a precision is decided by
+            :func:`rtface.networks.load_networks`.
         threads: CPU intra-op threads for ONNX Runtime (default: physical cores).
         cache_dir: TensorRT engine cache (default ``rtface.assets.cache_dir() / "engines"``).
         max_batch: largest batch ``run`` accepts (and TensorRT's optimisation profile maximum).
 
     Raises:
-        InputError: unknown backend or precision, bad threads or max_batch.
+        InputError: unknown backend or precision, bad threads or max_batch, precision "int8" for a file
+            without Q/DQ nodes.
         BackendUnavailable: the backend named cannot run here (the message says what to install).
         AssetError: the ONNX file is missing or corrupt.
     """
@@ -105,6 +108,10 @@ def load_engine(onnx_path: str | os.PathLike[str], backend: str = "auto", *,
                                 or threads < 1):
         raise InputError(f"threads must be a positive integer or None, got {threads!r}")
 
+    if precision == "int8" and not onnx_is_quantized(onnx_path):
+        raise InputError(f"precision 'int8' needs a QDQ-quantised ONNX file, and {onnx_path} has no "
+                         f"DequantizeLinear nodes; make one with 'python -m train.quantize' (load_networks picks "
+                         f"the manifest's INT8 files for precision='int8')")
     if backend != "auto":
         return _load(onnx_path, backend, precision, threads, cache_dir, max_batch)
     candidates = available_backends()

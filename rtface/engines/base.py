@@ -60,7 +60,8 @@ class Engine(abc.ABC):
         device: where ``run`` takes and returns arrays: ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy).
         inputs, outputs: name -> :class:`TensorSpec`, in the network's order.
         max_batch: largest batch (size of a dynamic first dimension) ``run`` accepts.
-        precision: ``"fp32"`` or ``"fp16"``: the arithmetic the engine was built for.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``: the arithmetic the engine was built for
+            (``"int8"``: a QDQ-quantised ONNX file, see ``train/quantize.py``).
         path: the ONNX file the engine was loaded from.
 
     Engines are not thread-safe: use one engine per thread. ``close()`` releases the runtime's

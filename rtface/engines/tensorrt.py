@@ -16,6 +16,11 @@ Supports TensorRT 10 and 11 (``execute_async_v3``, ``set_tensor_address``, expli
 TensorRT 10 builds FP32 ONNX networks with ``BuilderFlag.FP16`` (weak typing) when the precision is
 fp16; an ONNX file that already carries FP16 tensors is built strongly typed, so its own types decide.
 TensorRT 11 builds every network strongly typed: precision then comes from the ONNX file alone.
+
+INT8: a QDQ-quantised ONNX file (``python -m train.quantize``: symmetric INT8 QuantizeLinear/DequantizeLinear
+pairs, the same file ONNX Runtime runs on the CPU) is always built strongly typed (explicit quantisation: the
+Q/DQ nodes decide where INT8 is used, no builder precision flags); the engine reports precision ``"int8"``.
+``precision="int8"`` asks for exactly that and is refused for a file without Q/DQ nodes.
 """
 
 from __future__ import annotations
@@ -38,11 +43,11 @@ from .._optional import cuda_available, require
 from ..assets import cache_dir, sha256_file, write_atomic
 from ..errors import AssetError, BackendUnavailable, InputError, RtfaceError
 from .base import DYNAMIC, Engine, TensorSpec
-from .onnxruntime import corrupt_onnx_error, onnx_file
+from .onnxruntime import corrupt_onnx_error, onnx_file, onnx_is_quantized
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "fp16")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
 #: ``format`` field of every sidecar this module writes; a different value is never loaded.
 SIDECAR_FORMAT = "rtface-tensorrt-engine/1"
 #: Default builder workspace (the scratch memory TensorRT may use per layer), bytes.
@@ -74,7 +79,7 @@ def has_fast_fp16(compute_capability: str) -> bool:
 
 
 def resolve_precision(precision: str, compute_capability: str) -> str:
-    """``"fp32"`` or ``"fp16"`` for a requested precision; ``"auto"`` is fp16 where FP16 is fast."""
+    """``"fp32"``, ``"fp16"`` or ``"int8"`` for a requested precision; ``"auto"`` is fp16 where FP16 is fast."""
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
@@ -90,7 +95,7 @@ class EngineKey:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str  # "major.minor", e.g. "8.6"
-    precision: str  # "fp32" or "fp16"
+    precision: str  # "fp32", "fp16" or "int8"
     max_batch: int
 
     @classmethod
@@ -249,8 +254,9 @@ def _build(trt: Any, onnx_path: Path, key: EngineKey, *, workspace: int,
            explicit_fp16: bool) -> tuple[bytes, str]:
     """Build a serialised engine for ``onnx_path`` as ``key`` describes.
 
-    Returns the engine and the precision it computes in: "fp16" when built with the FP16 flag or
-    from an ONNX file with FP16 tensors, else "fp32".
+    Returns the engine and the precision it computes in: "int8" for a QDQ-quantised ONNX file (built
+    strongly typed), "fp16" when built with the FP16 flag or from an ONNX file with FP16 tensors, else
+    "fp32".
     """
     logger = _logger(trt)
     builder = trt.Builder(logger)
@@ -269,10 +275,15 @@ def _build(trt: Any, onnx_path: Path, key: EngineKey, *, workspace: int,
 
     network, parser = parse(strongly_typed=not weak_fp16)
     reduced = _carries_reduced_precision(trt, network)
-    if weak_fp16 and reduced:
-        network, parser = parse(strongly_typed=True)  # an FP16 ONNX: its own types decide
-    typed = reduced or not weak_fp16
-    built_precision = "fp16" if reduced else "fp32"
+    quantized = _has_qdq(trt, network)
+    if weak_fp16 and (reduced or quantized):
+        # An FP16 ONNX: its own types decide. A QDQ ONNX: explicit quantisation, strongly typed.
+        network, parser = parse(strongly_typed=True)
+    typed = reduced or quantized or not weak_fp16
+    built_precision = "int8" if quantized else "fp16" if reduced else "fp32"
+    if key.precision == "int8" and not quantized:
+        raise EngineBuildError(f"precision 'int8' needs a QDQ-quantised ONNX file, and {onnx_path} has no "
+                               f"Q/DQ layers; make one with 'python -m train.quantize'")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
@@ -280,7 +291,7 @@ def _build(trt: Any, onnx_path: Path, key: EngineKey, *, workspace: int,
         if not typed:
             config.set_flag(trt.BuilderFlag.FP16)
             built_precision = "fp16"
-        elif explicit_fp16 and not reduced:
+        elif explicit_fp16 and not reduced and not quantized:
             warnings.warn(f"TensorRT {trt.__version__} builds strongly typed networks only, and "
                           f"{onnx_path.name} is an FP32 ONNX file: the engine computes in FP32. "
                           f"Export the network in FP16 for FP16 arithmetic.", RuntimeWarning,
@@ -323,6 +334,12 @@ def _carries_reduced_precision(trt: Any, network: Any) -> bool:
     return any(t is not None and t.dtype in reduced for t in tensors)
 
 
+def _has_qdq(trt: Any, network: Any) -> bool:
+    """Whether a parsed network has Quantize/Dequantize layers (a QDQ-quantised ONNX file)."""
+    kinds = {getattr(trt.LayerType, n) for n in ("QUANTIZE", "DEQUANTIZE") if hasattr(trt.LayerType, n)}
+    return any(network.get_layer(i).type in kinds for i in range(network.num_layers))
+
+
 @dataclass
 class _Obtained:
     data: bytes
@@ -339,6 +356,10 @@ def _obtain(trt: Any, cp: Any, onnx_path: str | os.PathLike[str], *, precision: 
     path = onnx_file(onnx_path)
     if int(max_batch) < 1:
         raise InputError(f"max_batch must be at least 1, got {max_batch}")
+    if precision == "int8" and not onnx_is_quantized(path):
+        raise InputError(f"precision 'int8' needs a QDQ-quantised ONNX file, and {path} has no "
+                         f"DequantizeLinear nodes; make one with 'python -m train.quantize' (or load the "
+                         f"weights with precision='int8', which picks the manifest's INT8 files)")
     gpu_name, capability = _gpu(cp)
     key = EngineKey.for_onnx(path, tensorrt_version=trt.__version__, gpu_name=gpu_name,
                              compute_capability=capability,
@@ -350,7 +371,7 @@ def _obtain(trt: Any, cp: Any, onnx_path: str | os.PathLike[str], *, precision: 
             data, record = found
             built = record.get("built_precision")
             return _Obtained(data, cache.engine_path(key, path.stem), key, True,
-                             built if built in ("fp16", "fp32") else key.precision)
+                             built if built in ("fp16", "fp32", "int8") else key.precision)
     log.warning("building a TensorRT engine for %s (%s, batch up to %d) on %s: this takes a while "
                 "once; the engine is cached in %s", path.name, key.precision, key.max_batch,
                 gpu_name, cache.directory)
@@ -393,7 +414,7 @@ class TensorRTEngine(Engine):
 
     Runs on CuPy's current stream (when that is the legacy default stream, on a private stream
     ordered after and before it with events, since TensorRT must synchronise on the default stream).
-    ``precision`` "auto" is fp16 on GPUs with fast FP16, else fp32; ``max_batch`` is the top of the
+    ``precision`` "auto" is fp16 on GPUs with fast FP16, else fp32 ("int8": a QDQ ONNX file); ``max_batch`` is the top of the
     optimisation profile of the dynamic batch dimension (1 .. max_batch, tuned for min(4, max_batch)).
     :attr:`precision` tells what the engine computes in: on TensorRT 11 an FP32 ONNX file gives an
     FP32 engine whatever was asked (``key.precision`` keeps the request).

@@ -80,8 +80,9 @@ def test_precision_resolution():
     assert resolve_precision("fp32", "9.0") == "fp32"
     assert resolve_precision("fp16", "6.1") == "fp16"  # asked for explicitly
     assert has_fast_fp16("12.0") and not has_fast_fp16("5.2")
+    assert resolve_precision("int8", "8.6") == "int8"  # a QDQ file, built strongly typed
     with pytest.raises(InputError, match="precision"):
-        resolve_precision("int8", "9.0")
+        resolve_precision("int4", "9.0")
 
 
 # -- sidecar validation ----------------------------------------------------------------------------

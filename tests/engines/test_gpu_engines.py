@@ -175,6 +175,25 @@ def test_tensorrt_fp16_matches_cpu(cp, trt, models, cpu_conv, tmp_path):
         assert again.from_cache and again.precision == engine.precision
 
 
+def test_tensorrt_int8_from_a_qdq_model(cp, trt, tmp_path):
+    """A QDQ file (what train/quantize.py writes) builds a strongly typed INT8 engine; precision="int8" refuses
+    a float file."""
+    from .test_onnxruntime import qdq_conv_relu_model
+
+    path, weight, bias = qdq_conv_relu_model(tmp_path / "qdq.onnx")
+    x = images(4)
+    with load_engine(path, backend="cpu", threads=1) as cpu:
+        expected = cpu.run({"image": x})["features"]
+    for precision in ("int8", "auto"):
+        with load_engine(path, backend="tensorrt", precision=precision, cache_dir=tmp_path) as engine:
+            assert engine.precision == "int8"
+            y = engine.run({"image": cp.asarray(x)})["features"]
+            np.testing.assert_allclose(cp.asnumpy(y).astype(np.float32), expected, atol=0.05)
+    float_path, _, _ = conv_relu_model(tmp_path / "float.onnx")
+    with pytest.raises(InputError, match="QDQ"):
+        load_engine(float_path, backend="tensorrt", precision="int8", cache_dir=tmp_path)
+
+
 def test_tensorrt_two_outputs_and_numpy_input(cp, trt, models, tmp_path):
     params, offset, _ = _two_output_feeds(cp, 3)
     with load_engine(models["two"], backend="tensorrt", precision="fp32", cache_dir=tmp_path,

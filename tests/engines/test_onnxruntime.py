@@ -68,6 +68,32 @@ def two_output_model(path: Path) -> Path:
     return _save(graph, path)
 
 
+def qdq_conv_relu_model(path: Path, seed: int = 0) -> tuple[Path, np.ndarray, np.ndarray]:
+    """The conv + ReLU of :func:`conv_relu_model` in QDQ form, as ``train/quantize.py`` writes networks:
+    INT8 weights symmetric per output channel, input activations INT8 symmetric (zero point 0), float bias.
+    Returns the file and the dequantised weight and bias (the float network it computes)."""
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(0.0, 0.5, (4, 3, 3, 3)).astype(np.float32)
+    bias = rng.normal(0.0, 0.1, (4,)).astype(np.float32)
+    w_scale = (np.abs(weight).reshape(4, -1).max(1) / 127.0).astype(np.float32)
+    w_q = np.clip(np.round(weight / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
+    x_scale = np.array(1.0 / 127.0, np.float32)  # inputs in [-1, 1]
+    zero = np.array(0, np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["image", "x_scale", "x_zero"], ["image_q"]),
+         helper.make_node("DequantizeLinear", ["image_q", "x_scale", "x_zero"], ["image_dq"]),
+         helper.make_node("DequantizeLinear", ["W_q", "w_scale", "w_zero"], ["W"], axis=0),
+         helper.make_node("Conv", ["image_dq", "W", "B"], ["pre"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["pre"], ["features"])],
+        "qdq_conv_relu",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 4, SIZE, SIZE])],
+        initializer=[numpy_helper.from_array(x_scale, "x_scale"), numpy_helper.from_array(zero, "x_zero"),
+                     numpy_helper.from_array(w_q, "W_q"), numpy_helper.from_array(w_scale, "w_scale"),
+                     numpy_helper.from_array(np.zeros(4, np.int8), "w_zero"), numpy_helper.from_array(bias, "B")])
+    return _save(graph, path), (w_q * w_scale[:, None, None, None]).astype(np.float32), bias
+
+
 def conv_relu_reference(image: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """NumPy conv (cross-correlation, zero padding 1) + bias + ReLU, in float64."""
     n, _, h, w = image.shape
@@ -238,7 +264,9 @@ def test_load_engine_rejects_bad_arguments(conv):
     with pytest.raises(InputError, match="backend must be one of"):
         load_engine(path, backend="gpu")
     with pytest.raises(InputError, match="precision"):
-        load_engine(path, backend="cpu", precision="int8")
+        load_engine(path, backend="cpu", precision="int4")
+    with pytest.raises(InputError, match="QDQ"):
+        load_engine(path, backend="cpu", precision="int8")  # a float file
     with pytest.raises(InputError, match="max_batch"):
         load_engine(path, backend="cpu", max_batch=0)
     with pytest.raises(InputError, match="threads"):
@@ -277,3 +305,18 @@ def test_close_and_context_manager(conv):
     engine.close()  # a second close is harmless
     with pytest.raises(RtfaceError, match="closed"):
         engine.run({"image": images(1)})
+
+
+def test_qdq_model_runs_as_int8(tmp_path, conv):
+    from rtface.engines.onnxruntime import onnx_is_quantized
+
+    path, weight, bias = qdq_conv_relu_model(tmp_path / "qdq.onnx")
+    assert onnx_is_quantized(path) and not onnx_is_quantized(conv[0])
+    with load_engine(path, backend="cpu", threads=1) as engine:
+        assert engine.precision == "int8"
+        x = images(2)
+        y = engine.run({"image": x})["features"]
+    # input rounded to 1/127 steps, then exact dequantised weights: within a few input steps of float
+    np.testing.assert_allclose(y, conv_relu_reference(x, weight, bias), atol=0.05)
+    with load_engine(conv[0], backend="cpu", threads=1) as engine:
+        assert engine.precision == "fp32"

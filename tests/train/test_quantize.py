@@ -1,0 +1,149 @@
+"""INT8 (QDQ) networks: train.quantize on the shipped weights, loading by precision, agreement with FP32.
+
+The shipped weights are quantised once per session with a small real calibration set (8 faces of 300-W train,
+two pipeline passes each), which takes a few seconds; the agreement is measured on 6 further faces.
+Tolerances (crop side 128 px): INT8 landmarks within 1 px of FP32 on average (measured 0.2 px), FineNet depth
+within 0.05 px (measured 0.004 px), both from the same recorded inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared
+
+pytest.importorskip("onnx", reason="quantisation needs the onnx package (the train or dev extra)")
+
+LANDMARK_TOL_PX = 1.0
+DEPTH_TOL_PX = 0.05
+
+
+@pytest.fixture(scope="module")
+def int8_weights(tmp_path_factory):
+    shared("faces-300w/train")
+    shared("yunet/face_detection_yunet_2023mar.onnx")
+    shared("ict-facekit/FaceXModel.tar.xz")
+    from train.quantize import quantize_weights, train_images
+
+    out = tmp_path_factory.mktemp("int8")
+    calib = train_images(8, seed=1)
+    check = train_images(6, seed=1, skip=8)
+    manifest = quantize_weights(None, out, method="minmax", calibration_images=calib, check_images=check)
+    return out, manifest
+
+
+def test_manifest_entries(int8_weights):
+    from rtface.assets import sha256_file
+    from rtface.networks import int8_status, load_manifest
+
+    out, manifest = int8_weights
+    m = load_manifest(out)  # verifies the INT8 checksums too
+    assert int8_status(m) is None
+    for key in ("coarse", "fine"):
+        entry = m["networks"][key]
+        q = entry["int8"]
+        assert q["file"] == entry["file"].replace(".onnx", ".int8.onnx")
+        assert q["sha256"] == sha256_file(out / q["file"]) and q["source_sha256"] == entry["sha256"]
+        assert q["calibration"]["faces"] == 8 and q["calibration"]["inputs"] >= 8
+    assert m["format"] == 1  # readers that do not know "int8" still read it
+
+
+def test_precision_picks_the_files(int8_weights):
+    from rtface.networks import load_networks
+
+    out, _ = int8_weights
+    for precision, want in (("auto", "int8"), ("int8", "int8"), ("fp32", "fp32")):
+        nets = load_networks(out, backend="cpu", precision=precision, threads=1)
+        assert nets.precision == want and nets.fine.engine.precision == want
+        assert str(nets.coarse.engine.path).endswith(".int8.onnx") == (want == "int8")
+        nets.close()
+
+
+def test_int8_agrees_with_fp32(int8_weights):
+    """The agreement the command measured on held-out real crops is within the stated tolerance."""
+    _, manifest = int8_weights
+    a = manifest["networks"]["coarse"]["int8"]["agreement"]
+    assert a["faces"] >= 6
+    assert a["landmark_mean_px"] < LANDMARK_TOL_PX and a["landmark_p95_px"] < 2 * LANDMARK_TOL_PX
+    assert a["depth_mean_px"] < DEPTH_TOL_PX and a["depth_p95_px"] < 2 * DEPTH_TOL_PX
+
+
+def test_pipeline_with_int8_matches_fp32_on_a_photo(int8_weights):
+    import cv2
+
+    from rtface.pipeline import Pipeline
+
+    out, _ = int8_weights
+    img = cv2.imread(str(shared("faces-labeled/grace_hopper_512x512.jpg")))
+    r8 = Pipeline(out, backend="cpu", threads=1)(img)
+    r32 = Pipeline(out, backend="cpu", precision="fp32", threads=1)(img)
+    assert len(r8.faces) == len(r32.faces) == 1
+    f8, f32 = r8.faces[0], r32.faces[0]
+    side = float(np.sqrt(np.prod(np.ptp(f32.landmarks, axis=0))))
+    assert np.linalg.norm(f8.landmarks - f32.landmarks, axis=1).mean() < 0.02 * side
+    both = f8.mask & f32.mask
+    assert both.sum() > 0.9 * f32.mask.sum()
+    assert np.abs(f8.depth[both] - f32.depth[both]).mean() < 0.02 * np.ptp(f32.depth[both])
+
+
+def test_every_convolution_runs_as_an_integer_kernel(int8_weights, tmp_path):
+    """ONNX Runtime fuses every quantised Conv into QLinearConv (the dedicated Q/DQ pairs and the engine's
+    disabled common-subexpression elimination); only the float ends (at most one Conv per network) remain."""
+    import onnx
+    import onnxruntime as ort
+
+    from rtface.engines.onnxruntime import QDQ_DISABLED_OPTIMIZERS, session_options
+
+    out, m = int8_weights
+    for key in ("coarse", "fine"):
+        opts = session_options(1)
+        opts.optimized_model_filepath = str(tmp_path / f"{key}.opt.onnx")
+        ort.InferenceSession(str(out / m["networks"][key]["int8"]["file"]), opts, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=list(QDQ_DISABLED_OPTIMIZERS))
+        ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+        assert ops.count("QLinearConv") >= 10 and ops.count("Conv") <= 1, key
+
+
+def test_stale_or_missing_int8(int8_weights, tmp_path):
+    from rtface.errors import AssetError
+    from rtface.networks import load_networks
+
+    out, _ = int8_weights
+    stale = tmp_path / "stale"
+    shutil.copytree(out, stale)
+    m = json.loads((stale / "manifest.json").read_text())
+    m["networks"]["fine"]["int8"]["source_sha256"] = "0" * 64  # made from another FP32 file
+    (stale / "manifest.json").write_text(json.dumps(m))
+    nets = load_networks(stale, backend="cpu", threads=1)  # auto: falls back to FP32
+    assert nets.precision == "fp32"
+    nets.close()
+    with pytest.raises(AssetError, match="stale"):
+        load_networks(stale, backend="cpu", precision="int8")
+    (stale / m["networks"]["coarse"]["int8"]["file"]).write_bytes(b"broken")
+    with pytest.raises(AssetError, match="INT8 coarse"):
+        load_networks(stale, backend="cpu")
+    plain = tmp_path / "plain"
+    shutil.copytree(out, plain)
+    for key in ("coarse", "fine"):
+        m["networks"][key].pop("int8")
+    (plain / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(AssetError, match="train.quantize"):
+        load_networks(plain, backend="cpu", precision="int8")
+
+
+def test_float_ends():
+    """The nodes kept float: the input normalisation and the last linear layer with what follows it."""
+    from rtface.networks import load_manifest
+    from train.quantize import float_nodes
+
+    m = load_manifest()
+    d = m["_dir"]
+    coarse = float_nodes(f"{d}/{m['networks']['coarse']['file']}")
+    fine = float_nodes(f"{d}/{m['networks']['fine']['file']}")
+    assert any("Gemm" in n or "fc" in n for n in coarse)
+    assert sum("Conv" in n for n in fine) == 1  # the FineNet's last 1x1 convolution
+    assert not any("trunk" in n and "Conv" in n for n in coarse)

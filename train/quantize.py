@@ -1,0 +1,329 @@
+"""INT8 (QDQ) versions of the shipped networks: ONNX Runtime static quantisation calibrated on real crops.
+
+``python -m train.quantize [--weights DIR] [--out DIR] [--faces 256] [--check 64] [--method minmax] [--seed 0]``
+
+For each network of the weights folder (``coarse_<v>.onnx``, ``fine_<v>.onnx``) this writes
+``coarse_<v>.int8.onnx`` / ``fine_<v>.int8.onnx`` beside it and adds an ``"int8"`` entry to the network's
+manifest entry (file, sha256, ``source_sha256`` = the FP32 file it was made from, calibration settings,
+agreement with FP32); see :mod:`rtface.networks`. Everything else in the manifest stays as it was (format 1).
+
+Calibration data (real crops, the inputs the networks see in a video): ``--faces`` images of
+``$RTFACE_ASSETS/faces-300w/train`` (never the test split, which the accuracy tables use), drawn with
+``--seed``, each run through the FP32 pipeline as a two-frame stream ``[image, image]`` with smoothing off:
+frame 1 is cropped from YuNet's five points, frame 2 from the predicted landmarks with the previous
+estimate fed back when the CoarseNet takes feedback. The engines' inputs are recorded as they are fed
+(:class:`Recorder`), so crops, feedback, coarse depth and mask are exactly the pipeline's.
+
+Quantisation (one file for ONNX Runtime on the CPU and for TensorRT's strongly typed INT8 engines):
+
+* weights INT8, symmetric, per output channel; activations INT8, symmetric (zero point 0: the only scheme
+  TensorRT accepts), ranges from ``--method`` (ONNX Runtime's MinMax, Percentile or Entropy calibrators);
+* biases stay float (TensorRT dequantises 8-bit tensors only; ONNX Runtime quantises float biases itself
+  when it fuses a Conv);
+* both ends stay float (:func:`float_nodes`): the input normalisation up to the first convolution, and the
+  last Conv/Gemm before each output with the element-wise operations after it (the outputs mix ranges one
+  INT8 scale cannot hold);
+* a dedicated Q/DQ pair for every consumer of a tensor: ONNX Runtime fuses ``DQ -> Conv -> Q`` into an
+  integer convolution only when the DQ is that Conv's own (:mod:`rtface.engines.onnxruntime` also keeps its
+  common-subexpression elimination from merging the pairs again). Measured on the ``s`` networks: all 14
+  convolutions of each network run as integer kernels, about 2x faster than FP32 on one core.
+
+Check: INT8 against FP32 on ``--check`` further 300-W train images that calibration did not use (their
+recorded inputs): mean and 95th-percentile landmark difference (crop px; landmarks of the 3DMM from each
+CoarseNet's outputs) and FineNet depth difference inside the mask (crop px). They go into the manifest entry
+as ``agreement``; accuracy against ground truth is ``python -m benchmarks int8``.
+
+Needs ``onnx`` (the ``train`` or ``dev`` extra) and ONNX Runtime's quantisation tools; no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from rtface.assets import sha256_file, write_atomic
+
+#: Activation range calibrators. MinMax keeps only per-tensor minima and maxima; Percentile and Entropy keep
+#: every activation of every calibration input in memory (about 20 MB per FineNet input at S = 128).
+METHODS = ("minmax", "percentile", "entropy")
+
+
+class QuantizeError(RuntimeError):
+    """Quantisation failed (no calibration data, a tool error); nothing was written."""
+
+
+class Recorder:
+    """Wraps an :class:`rtface.engines.Engine` and keeps a copy of every feed it runs (for calibration)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.feeds: list[dict[str, np.ndarray]] = []
+
+    def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        self.feeds.append({k: np.array(v, dtype=np.float32, copy=True) for k, v in feeds.items()})
+        return self.engine.run(feeds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+def train_images(n: int, seed: int = 0, skip: int = 0) -> list[Path]:
+    """``n`` images of ``faces-300w/train`` in a fixed random order (``seed``), after the first ``skip`` of it."""
+    from rtface.assets import data_path
+
+    folder = data_path("faces-300w/train")
+    files = sorted(folder.glob("*.jpg"))
+    if not files:
+        raise QuantizeError(f"no calibration images: {folder} holds no *.jpg (set RTFACE_ASSETS to the shared "
+                            f"assets folder with faces-300w/)")
+    order = np.random.default_rng(seed).permutation(len(files))
+    return [files[i] for i in order[skip:skip + n]]
+
+
+def record_feeds(weights: str | Path | None, images: Iterable[Any], *,
+                 threads: int | None = 1) -> tuple[list[dict], list[dict]]:
+    """The FP32 pipeline's network inputs on each image, run as a two-frame stream (see the module doc).
+
+    ``images``: paths or (H, W, 3) uint8 BGR arrays. Returns (coarse feeds, fine feeds), one dict per run.
+    """
+    import cv2
+
+    from rtface.pipeline import Pipeline
+
+    pipe = Pipeline(weights, backend="cpu", precision="fp32", max_faces=1, smoothing=False, threads=threads)
+    try:
+        coarse, fine = Recorder(pipe.networks.coarse.engine), Recorder(pipe.networks.fine.engine)
+        pipe.networks.coarse.engine, pipe.networks.fine.engine = coarse, fine
+        for item in images:
+            image = cv2.imread(str(item), cv2.IMREAD_COLOR) if isinstance(item, (str, Path)) else item
+            if image is None:
+                raise QuantizeError(f"cannot read the calibration image {item}")
+            for _ in pipe.stream([image, image]):
+                pass
+    finally:
+        pipe.close()
+    return coarse.feeds, fine.feeds
+
+
+class _Reader:
+    """ONNX Runtime CalibrationDataReader over recorded feeds."""
+
+    def __init__(self, feeds: Sequence[dict]) -> None:
+        self._it = iter(feeds)
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - not used by the static calibrators
+        raise NotImplementedError
+
+
+def quantize_file(src: str | Path, dst: str | Path, feeds: Sequence[dict], method: str = "minmax") -> None:
+    """Write the TensorRT-compatible INT8 QDQ version of the ONNX file ``src`` to ``dst`` (see the module doc)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in METHODS:
+        raise QuantizeError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not feeds:
+        raise QuantizeError(f"no calibration data for {src}: no face was found in the calibration images")
+    calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+             "entropy": CalibrationMethod.Entropy}[method]
+
+    class Reader(_Reader, CalibrationDataReader):
+        pass
+
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+             "DedicatedQDQPair": True}
+    with tempfile.TemporaryDirectory(prefix="rtface-quantize-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # shape inference + graph clean-up
+        out = Path(tmp) / "int8.onnx"
+        quantize_static(str(pre), str(out), Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calib,
+                        nodes_to_exclude=float_nodes(pre), extra_options=extra)
+        write_atomic(Path(dst), out.read_bytes())
+
+
+_LINEAR = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+
+
+def float_nodes(path: str | Path) -> list[str]:
+    """Names of the nodes that stay float: the network's input and output ends.
+
+    * output end: the last Conv/Gemm before each output and everything after it. The outputs mix quantities
+      of very different ranges in one tensor (CoarseNet: angles in radians beside translations in pixels;
+      FineNet: the coarse depth plus a sub-pixel residual), which one INT8 scale per tensor cannot hold
+      (measured: pose angles rounded to 0, depth in 0.7 px steps);
+    * input end: everything between the graph inputs and the first Conv/Gemm (the normalisation of image and
+      depth). Otherwise the raw inputs get a Q/DQ pair that every consumer shares, the float output end too
+      (measured: FineNet's depth off by 0.29 px on average, the rounding of the 0..100 px coarse depth input).
+      The first convolution still takes INT8: its normalised input is quantised.
+
+    Both ends are a fully connected layer or a 1x1 convolution and element-wise operations: negligible time.
+    """
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    keep: dict[int, str] = {}
+    stack = [o.name for o in graph.output]
+    while stack:  # backwards from the outputs to the last linear layer
+        node = producer.get(stack.pop())
+        if node is None or id(node) in keep:
+            continue
+        keep[id(node)] = node.name
+        if node.op_type not in _LINEAR:
+            stack.extend(node.input)
+    seen: set[int] = set()
+    stack = [i.name for i in graph.input]
+    while stack:  # forwards from the inputs to the first linear layers (excluded: they take INT8)
+        for node in consumers.get(stack.pop(), []):
+            if node.op_type in _LINEAR or id(node) in seen:
+                continue
+            seen.add(id(node))
+            keep[id(node)] = node.name
+            stack.extend(node.output)
+    return list(keep.values())
+
+
+def _session(path: Path) -> Any:
+    from rtface.engines import load_engine
+
+    return load_engine(path, backend="cpu", threads=1, max_batch=64)
+
+
+def agreement(fp32: dict[str, Path], int8: dict[str, Path], coarse_feeds: Sequence[dict],
+              fine_feeds: Sequence[dict], model: Any) -> dict[str, float]:
+    """INT8 vs FP32 on the same recorded inputs: landmark (crop px) and depth (crop px, in the mask) differences."""
+    from rtface.camera import project
+
+    out: dict[str, float] = {"faces": float(len(coarse_feeds))}
+    lm = {}
+    for tag, paths in (("fp32", fp32), ("int8", int8)):
+        engine = _session(paths["coarse"])
+        pts = []
+        for f in coarse_feeds:
+            r = engine.run(f)
+            v = project(model.vertices(r["identity"], r["expression"]), r["pose"])
+            pts.append(v[:, model.landmarks, :2])
+        engine.close()
+        lm[tag] = np.concatenate(pts)
+    d = np.linalg.norm(lm["fp32"] - lm["int8"], axis=-1).mean(-1)  # per face, mean over the 68 points
+    out["landmark_mean_px"] = float(d.mean())
+    out["landmark_p95_px"] = float(np.percentile(d, 95))
+    depth = {}
+    for tag, paths in (("fp32", fp32), ("int8", int8)):
+        engine = _session(paths["fine"])
+        depth[tag] = [engine.run(f)["depth"] for f in fine_feeds]
+        engine.close()
+    per = [float(np.abs(a - b)[f["mask"] > 0].mean()) for a, b, f in zip(depth["fp32"], depth["int8"], fine_feeds)
+           if (f["mask"] > 0).any()]
+    out["depth_mean_px"] = float(np.mean(per)) if per else float("nan")
+    out["depth_p95_px"] = float(np.percentile(per, 95)) if per else float("nan")
+    return out
+
+
+def int8_name(file: str) -> str:
+    """``coarse_s.onnx`` -> ``coarse_s.int8.onnx``."""
+    p = Path(file)
+    return f"{p.stem}.int8{p.suffix}"
+
+
+def quantize_weights(weights: str | Path | None = None, out: str | Path | None = None, *, faces: int = 256,
+                     check: int = 64, method: str = "minmax", seed: int = 0, calibration_images: Sequence | None = None,
+                     check_images: Sequence | None = None, command: str | None = None) -> dict:
+    """Quantise both networks of a weights folder and record them in its manifest. Returns the new manifest.
+
+    ``out`` (default: the weights folder itself) receives the FP32 files and manifest too when it differs.
+    ``calibration_images`` / ``check_images`` override the 300-W train draw (paths or BGR arrays).
+    """
+    from rtface.face_model import FaceModel
+    from rtface.networks import INT8, load_manifest
+
+    manifest = load_manifest(weights)
+    src_dir = Path(manifest.pop("_dir"))
+    out_dir = Path(out) if out is not None else src_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.resolve() != src_dir.resolve():
+        for key in ("coarse", "fine"):
+            shutil.copy2(src_dir / manifest["networks"][key]["file"], out_dir / manifest["networks"][key]["file"])
+        shutil.copy2(src_dir / "manifest.json", out_dir / "manifest.json")
+    if calibration_images is None:
+        calibration_images = train_images(faces, seed)
+    if check_images is None:
+        check_images = train_images(check, seed, skip=len(calibration_images)) if check else []
+    print(f"recording calibration inputs on {len(calibration_images)} real faces ...", file=sys.stderr)
+    c_feeds, f_feeds = record_feeds(src_dir, calibration_images)
+    k_feeds, kf_feeds = record_feeds(src_dir, check_images) if len(check_images) else ([], [])
+
+    fp32, int8 = {}, {}
+    for key, feeds in (("coarse", c_feeds), ("fine", f_feeds)):
+        entry = manifest["networks"][key]
+        fp32[key] = out_dir / entry["file"]
+        int8[key] = out_dir / int8_name(entry["file"])
+        print(f"quantising {entry['file']} ({method}, {len(feeds)} calibration inputs) ...", file=sys.stderr)
+        quantize_file(fp32[key], int8[key], feeds, method)
+    agree = agreement(fp32, int8, k_feeds, kf_feeds, FaceModel.load()) if k_feeds else {}
+    import onnxruntime
+
+    calibration = {"method": method, "faces": len(calibration_images), "seed": seed,
+                   "data": "faces-300w/train, two-frame streams through the FP32 pipeline (YuNet crop, then "
+                           "tracked crop with feedback when the CoarseNet takes it)",
+                   "scheme": "QDQ int8 symmetric, per-channel weights, float bias, dedicated Q/DQ pairs",
+                   "onnxruntime": onnxruntime.__version__,
+                   "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if command:
+        calibration["command"] = command
+    for key, feeds in (("coarse", c_feeds), ("fine", f_feeds)):
+        entry = manifest["networks"][key]
+        entry[INT8] = {"file": int8[key].name, "sha256": sha256_file(int8[key]), "source_sha256": entry["sha256"],
+                       "calibration": {**calibration, "inputs": len(feeds)}, "agreement": agree}
+    write_atomic(out_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train.quantize", description=__doc__.split("\n")[0])
+    ap.add_argument("--weights", help="weights folder (default: the package's rtface/weights)")
+    ap.add_argument("--out", help="write here instead of into the weights folder (FP32 files are copied)")
+    ap.add_argument("--faces", type=int, default=256, help="300-W train images for calibration")
+    ap.add_argument("--check", type=int, default=64, help="further 300-W train images for the INT8/FP32 check")
+    ap.add_argument("--method", choices=METHODS, default="minmax", help="activation range calibrator")
+    ap.add_argument("--seed", type=int, default=0, help="draw of the calibration images")
+    args = ap.parse_args(argv)
+    if args.faces < 1:
+        ap.error("--faces must be at least 1")
+    try:
+        m = quantize_weights(args.weights, args.out, faces=args.faces, check=args.check, method=args.method,
+                             seed=args.seed, command="python -m train.quantize " + " ".join(argv or sys.argv[1:]))
+    except QuantizeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for key in ("coarse", "fine"):
+        q = m["networks"][key]["int8"]
+        print(f"{key}: wrote {q['file']} (sha256 {q['sha256'][:16]}..., {q['calibration']['inputs']} calibration inputs)")
+    a = m["networks"]["coarse"]["int8"]["agreement"]
+    if a:
+        print(f"INT8 vs FP32 on {int(a['faces'])} held-out crops: landmarks {a['landmark_mean_px']:.2f} px mean "
+              f"({a['landmark_p95_px']:.2f} p95), depth {a['depth_mean_px']:.3f} px mean ({a['depth_p95_px']:.3f} p95), "
+              f"crop side {m['input_size']} px")
+    print("accuracy vs ground truth and latency: python -m benchmarks int8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

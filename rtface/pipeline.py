@@ -10,9 +10,23 @@ Per frame (DESIGN.md, "Data flow of one frame")::
       -> FineNet(crop, coarse depth, mask) -> fine depth
       -> FrameResult (frame depth pasted lazily on first access)
 
-``FrameResult.timings`` holds milliseconds per stage: ``decode`` (reader thread), ``detect`` (detector or
-tracker), ``crop``, ``feedback``, ``coarse``, ``mesh``, ``render``, ``fine``, ``total`` (this thread, from the
-frame's arrival to its result) and ``paste`` once ``frame.depth`` has been read.
+``FrameResult.timings`` holds milliseconds per stage (:data:`STAGES`), measured so that they add up to the
+frame time a consumer sees:
+
+* ``wait``: time the pipeline waited for the decoder (the reader thread decodes the next frames while the
+  networks run; 0 for single images and :meth:`Pipeline.step`);
+* ``detect`` (detector or tracker), ``crop``, ``feedback``, ``coarse``, ``mesh``, ``render``, ``fine``;
+* ``other``: the rest of this thread's work on the frame (colour conversion, smoothing, results, tracking
+  updates), so that ``total`` = the sum of ``detect`` .. ``other`` = the time from the frame's arrival to its
+  result;
+* ``paste``: once ``frame.depth`` (or ``mask``) has been read.
+
+``decode`` is the reader thread's time for the frame (overlapped with the pipeline, so not part of the sum).
+A stream's frame time (wall time between results) = ``wait`` + ``total`` + ``paste`` + the consumer's own work.
+
+Threads: the reader thread decodes (FFmpeg with ``decode_threads``, default one fewer than the physical cores)
+while this thread runs the stages; ONNX Runtime uses ``threads`` intra-op threads (default: the physical
+cores) that sleep between runs, so decoding the next frame overlaps the networks of this one.
 
 Backends: ``"cpu"`` runs everything on NumPy/ONNX Runtime/Numba. ``"cuda"`` and ``"tensorrt"`` (and ``"auto"``
 when it picks one of them) run the GPU path: the frame is uploaded once, crops are sampled by a small CuPy
@@ -43,6 +57,11 @@ from .track import Tracker
 #: Default number of frames between detector runs while every face is tracked well.
 DETECT_EVERY = 10
 MAX_FACES = 4
+#: Keys of ``FrameResult.timings`` that add up to a stream's frame time (module docstring).
+STAGES = ("wait", "detect", "crop", "feedback", "coarse", "mesh", "render", "fine", "other", "paste")
+#: The stages of ``total`` (this thread, from a frame's arrival to its result).
+_WORK = ("detect", "crop", "feedback", "coarse", "mesh", "render", "fine", "other")
+COLORS = ("bgr", "rgb")
 
 
 def _ms(t0: float) -> float:
@@ -57,41 +76,67 @@ class Pipeline:
         backend: ``"auto"`` (TensorRT, then ONNX Runtime CUDA, then CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
         detector: a :class:`rtface.detect.Detector`, a path to a YuNet ONNX file, or None (the verified asset).
         max_faces: at most this many faces per frame (best detector scores).
-        detect_every: run the detector at least every this many frames of a stream (1: every frame).
+        detect_every: run the detector at least every this many frames of a stream (1: every frame); between
+            detections the tracker carries the faces (see :mod:`rtface.track` for the whole schedule).
+        verify_every: check the tracked faces with the detector (a small crop each) every this many frames.
         smoothing: One-Euro smoothing of pose/expression/identity in streams: True (defaults), False, a dict or
             a :class:`rtface.smoothing.SmoothingConfig`. Single images (``__call__``) are never smoothed.
-        feedback: feed the previous frame's estimate back into CoarseNet (its input rendering layer).
+        feedback: feed the previous frame's estimate back into CoarseNet (its input rendering layer). None
+            (default): on exactly when the CoarseNet has the ``feedback`` input; True with a CoarseNet without it
+            is an error.
         face_model: a loaded :class:`rtface.FaceModel`, or a path to the ICT-FaceKit source; default the asset.
-        threads: CPU threads of ONNX Runtime (default: physical cores).
+        threads: CPU intra-op threads of ONNX Runtime (default: physical cores).
         detect_size: longest side of the frame given to the detector (it is downscaled to this).
         score_threshold: detector score threshold.
-        precision: TensorRT precision (``"auto"``, ``"fp16"``, ``"fp32"``).
+        precision: ``"auto"`` (INT8 networks on the CPU when the weights have them, FP16 TensorRT engines where
+            FP16 is fast), ``"fp32"``, ``"fp16"`` or ``"int8"`` (:func:`rtface.networks.load_networks`).
+        color: channel order of the images given as arrays: ``"bgr"`` (default, as OpenCV) or ``"rgb"`` (as
+            PIL, imageio, matplotlib). RGB arrays are converted once on entry; everything after works in BGR
+            (``FrameResult.image`` is BGR). Frames rtface decodes itself (files, URLs, webcams) are BGR already,
+            whatever ``color`` says.
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, backend: str = "auto", detector: Any = None, *,
-                 max_faces: int = MAX_FACES, detect_every: int = DETECT_EVERY, smoothing: Any = True,
-                 feedback: bool = True, face_model: Any = None, threads: int | None = None,
-                 detect_size: int = 320, score_threshold: float | None = None, precision: str = "auto") -> None:
+                 max_faces: int = MAX_FACES, detect_every: int = DETECT_EVERY, verify_every: int | None = None,
+                 smoothing: Any = True, feedback: bool | None = None, face_model: Any = None,
+                 threads: int | None = None, detect_size: int = 320, score_threshold: float | None = None,
+                 precision: str = "auto", color: str = "bgr") -> None:
         from .detect import SCORE_THRESHOLD, Detector
         from .face_model import FaceModel
         from .networks import load_networks
         from .render.feedback import pncc_code
+        from .track import VERIFY_EVERY
 
         if isinstance(max_faces, bool) or not isinstance(max_faces, (int, np.integer)) or max_faces < 1:
             raise InputError(f"max_faces must be a positive integer, got {max_faces!r}")
         if isinstance(detect_every, bool) or not isinstance(detect_every, (int, np.integer)) or detect_every < 1:
             raise InputError(f"detect_every must be a positive integer, got {detect_every!r}")
+        if verify_every is None:
+            verify_every = VERIFY_EVERY
+        if isinstance(verify_every, bool) or not isinstance(verify_every, (int, np.integer)) or verify_every < 1:
+            raise InputError(f"verify_every must be a positive integer, got {verify_every!r}")
+        if color not in COLORS:
+            raise InputError(f"color must be 'bgr' or 'rgb' (the channel order of the arrays you pass), got {color!r}")
+        if feedback is not None and not isinstance(feedback, (bool, np.bool_)):
+            raise InputError(f"feedback must be True, False or None (automatic), got {feedback!r}")
         self.max_faces = int(max_faces)
         self.detect_every = int(detect_every)
+        self.verify_every = int(verify_every)
+        self.color = color
         self.smoothing = SmoothingConfig.coerce(smoothing)
-        self.feedback = bool(feedback)
         if face_model is None or isinstance(face_model, (str, os.PathLike)):
             face_model = FaceModel.load(face_model)
         self.model = face_model
         self.networks = load_networks(weights, backend=backend, face_model_hash=self.model.hash,
                                       threads=threads, max_batch=max(16, self.max_faces), precision=precision)
+        takes = self.networks.coarse.takes_feedback
+        if feedback and not takes:
+            raise InputError(f"feedback=True, but the CoarseNet of {self.networks.manifest.get('_dir')} has no "
+                             f"feedback input (image only); use feedback=None or False")
+        self.feedback = takes if feedback is None else bool(feedback)
         self.size = self.networks.size
         self.backend = self.networks.coarse.backend
+        self.precision = self.networks.precision
         self.device = self.networks.coarse.engine.device
         if isinstance(detector, (str, os.PathLike)) or detector is None:
             detector = Detector(detector, score_threshold=SCORE_THRESHOLD if score_threshold is None
@@ -114,26 +159,52 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------ public
     def reset(self) -> None:
         """Forget the tracked faces (start of a new stream)."""
-        self._tracker = Tracker(self.detector, self.size, detect_every=self.detect_every, max_faces=self.max_faces)
+        self._tracker = Tracker(self.detector, self.size, detect_every=self.detect_every, max_faces=self.max_faces,
+                                verify_every=self.verify_every)
         self._smoother = Smoother(self.smoothing) if self.smoothing is not None else None
 
+    def _entry(self, image: Any, index: int | None, convert: bool) -> np.ndarray:
+        """(H, W, 3) uint8 BGR from a caller's array; RGB (``color="rgb"``) converted here, once."""
+        bgr = to_bgr(image, index=index)
+        if convert and self.color == "rgb" and isinstance(image, np.ndarray) and image.ndim == 3 \
+                and image.shape[2] in (3, 4):
+            import cv2
+
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_RGB2BGR)  # a new array: the caller's buffer is left alone
+        return bgr
+
     def __call__(self, image: Any, *, index: int = 0, timestamp: float = 0.0) -> FrameResult:
-        """Reconstruct every face of one image (H, W[, C]); independent of any stream (no tracking/smoothing)."""
-        image = to_bgr(image)
+        """Reconstruct every face of one image (H, W[, C], channel order ``color``); independent of any stream
+        (no tracking/smoothing)."""
+        t_start = time.perf_counter()
+        image = self._entry(image, None, True)
         tracker = Tracker(self.detector, self.size, detect_every=1, max_faces=self.max_faces)
-        return self._process(image, index, timestamp, 0.0, tracker, None)
+        return self._process(image, index, timestamp, 0.0, tracker, None, t_start)
 
     def step(self, image: Any, index: int = 0, timestamp: float = 0.0, decode_ms: float = 0.0) -> FrameResult:
-        """Process the next frame of a stream (tracking and smoothing carry over from the previous call)."""
-        image = to_bgr(image, index=index)
+        """Process the next frame of a stream (tracking and smoothing carry over from the previous call).
+
+        ``image``: an array (H, W[, C]) in the channel order ``color``."""
+        return self._step(image, index, timestamp, decode_ms, True)
+
+    def _step(self, image: Any, index: int, timestamp: float, decode_ms: float, convert: bool,
+              wait_ms: float = 0.0) -> FrameResult:
+        t_start = time.perf_counter()
+        image = self._entry(image, index, convert)
         with self._state_lock:
-            return self._process(image, index, timestamp, decode_ms, self._tracker, self._smoother)
+            r = self._process(image, index, timestamp, decode_ms, self._tracker, self._smoother, t_start)
+        r.timings["wait"] = float(wait_ms)
+        return r
 
     def stream(self, src: Any, *, live: bool | None = None, max_frames: int | None = None,
-               fps: float | None = None, queue_size: int | None = None) -> Iterator[FrameResult]:
+               fps: float | None = None, queue_size: int | None = None,
+               decode_threads: int | None = None) -> Iterator[FrameResult]:
         """Generator of :class:`FrameResult`, one per decoded frame of ``src`` (see :func:`rtface.sources.open_source`).
 
-        ``live`` forces live (latest-frame-wins) or file semantics; ``max_frames`` stops after that many frames.
+        ``live`` forces live (latest-frame-wins) or file semantics; ``max_frames`` stops after that many frames;
+        ``decode_threads``: FFmpeg decoder threads for video files (default: one fewer than the physical cores).
+        Arrays and iterables of arrays are in the channel order ``color``; files, URLs and webcams are decoded
+        by rtface (BGR).
         """
         kw: dict[str, Any] = {}
         if live is not None:
@@ -142,16 +213,24 @@ class Pipeline:
             kw["fps"] = fps
         if queue_size is not None:
             kw["queue_size"] = queue_size
+        if decode_threads is not None:
+            kw["decode_threads"] = decode_threads
         if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) < 0):
             raise InputError(f"max_frames must be a non-negative integer, got {max_frames!r}")
+        from .sources import FrameSource
+
+        convert = not isinstance(src, (str, os.PathLike, int, np.integer, FrameSource))  # caller's arrays
         source = open_source(src, **kw)
         self.reset()
         n = 0
+        frames = iter(source)
         try:
-            for frame in source:
-                if max_frames is not None and n >= max_frames:
+            while max_frames is None or n < max_frames:
+                t0 = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
                     break
-                yield self.step(frame.image, frame.index, frame.timestamp, frame.decode_ms)
+                yield self._step(frame.image, frame.index, frame.timestamp, frame.decode_ms, convert, _ms(t0))
                 n += 1
         finally:
             source.close()
@@ -167,25 +246,28 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------ stages
     def _process(self, image: np.ndarray, index: int, timestamp: float, decode_ms: float, tracker: Tracker,
-                 smoother: Smoother | None) -> FrameResult:
-        t_start = time.perf_counter()
-        timings: dict[str, float] = {"decode": float(decode_ms)}
+                 smoother: Smoother | None, t_start: float | None = None) -> FrameResult:
+        if t_start is None:
+            t_start = time.perf_counter()
+        timings: dict[str, float] = {"decode": float(decode_ms), "wait": 0.0}
         t0 = time.perf_counter()
         tracks = tracker.step(image)
         timings["detect"] = _ms(t0)
         if smoother is not None:
             smoother.keep_only(t.id for t in tracks)
         if not tracks:
+            faces: list[FaceResult] = []
             for k in ("crop", "feedback", "coarse", "mesh", "render", "fine"):
                 timings[k] = 0.0
-            timings["total"] = _ms(t_start)
-            return FrameResult(index, timestamp, image, [], timings, tracker.detected)
-        if self._gpu is not None:
+        elif self._gpu is not None:
             faces = self._gpu.run(image, tracks, timings, timestamp, tracker, smoother)
         else:
             faces = self._run_cpu(image, tracks, timings, timestamp, tracker, smoother)
-        timings["total"] = _ms(t_start)
-        return FrameResult(index, timestamp, image, faces, timings, tracker.detected)
+        result = FrameResult(index, timestamp, image, faces, timings, tracker.detected)
+        total = _ms(t_start)
+        timings["other"] = max(0.0, total - sum(timings[k] for k in _WORK if k != "other"))
+        timings["total"] = total
+        return result
 
     def _feedback_faces(self, tracks) -> list[int]:
         """Indices of the tracks whose previous estimate is fed back (tracked, not re-seeded by a detection)."""
@@ -499,8 +581,9 @@ class _GpuStages:
 
 # ---------------------------------------------------------------------------------------------- module API
 
-_PIPELINE_KEYS = {"weights", "backend", "detector", "max_faces", "detect_every", "smoothing", "feedback",
-                  "face_model", "threads", "detect_size", "score_threshold", "precision"}
+_PIPELINE_KEYS = {"weights", "backend", "detector", "max_faces", "detect_every", "verify_every", "smoothing",
+                  "feedback", "face_model", "threads", "detect_size", "score_threshold", "precision", "color"}
+_SOURCE_KEYS = ("live", "max_frames", "fps", "queue_size", "decode_threads")
 _CACHE: dict[tuple, Pipeline] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -538,10 +621,12 @@ def _pipeline(kw: dict) -> Pipeline:
 def stream(src: Any, **kw: Any) -> Iterator[FrameResult]:
     """``for frame in rtface.stream(src): ...`` — see :meth:`Pipeline.stream`; other options go to :class:`Pipeline`.
 
-    Source options: ``live``, ``max_frames``, ``fps``, ``queue_size``. A new pipeline is built per call (streams
-    hold tracking state); build a :class:`Pipeline` once and call its ``stream`` to reuse loaded networks.
+    Source options: ``live``, ``max_frames``, ``fps``, ``queue_size``, ``decode_threads``. ``color="rgb"`` when
+    ``src`` is an array or an iterable of RGB arrays (default ``"bgr"``, as OpenCV; files are decoded by rtface
+    and need nothing). A new pipeline is built per call (streams hold tracking state); build a
+    :class:`Pipeline` once and call its ``stream`` to reuse loaded networks.
     """
-    src_kw = {k: kw.pop(k) for k in ("live", "max_frames", "fps", "queue_size") if k in kw}
+    src_kw = {k: kw.pop(k) for k in _SOURCE_KEYS if k in kw}
     unknown = set(kw) - _PIPELINE_KEYS
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(sorted(unknown))} for rtface.stream")
@@ -552,7 +637,9 @@ def stream(src: Any, **kw: Any) -> Iterator[FrameResult]:
 def reconstruct(image: Any, **kw: Any) -> FrameResult:
     """One image (array (H, W[, C]) or a path to an image file) -> :class:`FrameResult` (no smoothing).
 
-    Pipelines are cached per option set, so repeated calls do not reload the networks.
+    ``color``: channel order of an array, ``"bgr"`` (default, as OpenCV) or ``"rgb"``; image files are decoded
+    by rtface and need nothing. Other options go to :class:`Pipeline`. Pipelines are cached per option set, so
+    repeated calls do not reload the networks.
     """
     if isinstance(image, (str, os.PathLike)):
         from .errors import SourceError
@@ -563,8 +650,9 @@ def reconstruct(image: Any, **kw: Any) -> FrameResult:
         if frame is None:
             raise SourceError(f"{p} holds no decodable image")
         image = frame.image
+        kw["color"] = "bgr"  # decoded by rtface
     kw.setdefault("smoothing", False)
     return _pipeline(kw)(image)
 
 
-__all__ = ["DETECT_EVERY", "MAX_FACES", "Pipeline", "reconstruct", "stream"]
+__all__ = ["COLORS", "DETECT_EVERY", "MAX_FACES", "STAGES", "Pipeline", "reconstruct", "stream"]

@@ -157,19 +157,24 @@ class FaceResult:
             return None
         x0, y0, x1, y1 = region
         src = self.depth if which == "depth" else self.coarse_depth
-        m = self.mask.astype(np.float32)
-        d = np.where(self.mask, src, 0.0).astype(np.float32)
+        mask = self.mask
+        # One two-channel warp: (depth * mask, mask), both at crop size.
+        dm = np.empty(mask.shape + (2,), np.float32)
+        np.multiply(src, mask, out=dm[..., 0], casting="unsafe")
+        dm[..., 1] = mask
         # region px -> crop px, in cv2's integer-centre convention (rtface centres are at +0.5).
         shift = np.array([[1.0, 0, x0 + 0.5], [0, 1.0, y0 + 0.5]])
         a = compose_affine(self.frame_to_crop, shift)
         a[:, 2] -= 0.5
         size = (x1 - x0, y1 - y0)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        dm = cv2.warpAffine(d, a, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        mm = cv2.warpAffine(m, a, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        w = cv2.warpAffine(dm, a, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        mm = w[..., 1]
         inside = mm >= 0.5
-        to_frame = 1.0 / affine_scale(self.frame_to_crop)
-        depth = np.where(inside, dm / np.maximum(mm, 1e-6) * np.float32(to_frame), 0.0).astype(np.float32)
+        to_frame = np.float32(1.0 / affine_scale(self.frame_to_crop))
+        depth = np.zeros(inside.shape, np.float32)
+        np.divide(w[..., 0], mm, out=depth, where=inside)
+        depth *= to_frame
         return region, depth, inside
 
     def __repr__(self) -> str:
@@ -184,7 +189,10 @@ class FrameResult:
         index, timestamp: position in the source and time in seconds (see :mod:`rtface.sources`).
         image: (H, W, 3) uint8 BGR, the decoded frame.
         faces: list of :class:`FaceResult`, best detector score first.
-        timings: dict stage -> milliseconds (decode, detect, crop, coarse, mesh, render, fine, paste, total).
+        timings: dict stage -> milliseconds: wait, detect, crop, feedback, coarse, mesh, render, fine, other
+            (these add up to ``total``, the pipeline thread's time on the frame; with ``wait`` and ``paste`` they
+            add up to a stream's frame time, see :mod:`rtface.pipeline`), decode (the reader thread's time,
+            overlapped), and paste once the frame depth has been read.
         detected: whether the detector ran on this frame (else faces were tracked).
         depth: (H, W) float32 depth of every face in frame pixels, 0 elsewhere (computed on first access).
         mask: (H, W) bool, True where a face is (computed on first access).
@@ -211,6 +219,7 @@ class FrameResult:
         return int(self.image.shape[1])
 
     def _paste(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """Frame-size depth and mask: zeros (lazily mapped pages), each face written over its region only."""
         import time
 
         t0 = time.perf_counter()
@@ -223,8 +232,9 @@ class FrameResult:
                 continue
             (x0, y0, x1, y1), d, m = r
             sd, sm = depth[y0:y1, x0:x1], mask[y0:y1, x0:x1]
-            win = m & (~sm | (d > sd))
-            sd[win] = d[win]
+            if sm.any():  # overlaps an earlier face: the nearest (largest depth) wins
+                m = m & (~sm | (d > sd))
+            np.copyto(sd, d, where=m)
             sm |= m
         self.timings.setdefault("paste", (time.perf_counter() - t0) * 1e3)
         return depth, mask

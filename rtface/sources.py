@@ -43,7 +43,8 @@ import numpy as np
 
 from .errors import InputError, SourceError
 
-__all__ = ["Frame", "FrameSource", "SourceWarning", "open_source", "to_bgr", "IMAGE_EXTENSIONS"]
+__all__ = ["Frame", "FrameSource", "SourceWarning", "default_decode_threads", "open_source", "to_bgr",
+           "IMAGE_EXTENSIONS"]
 
 #: File name extensions read as still images (cv2.imdecode); everything else goes to PyAV.
 IMAGE_EXTENSIONS = frozenset(
@@ -365,6 +366,7 @@ def open_source(
     live: bool | None = None,
     queue_size: int = 8,
     fps: float | None = None,
+    decode_threads: int | None = None,
 ) -> FrameSource:
     """Open anything rtface takes as input as a :class:`FrameSource`.
 
@@ -384,6 +386,9 @@ def open_source(
       keeps the newest frame.
     queue_size: frames decoded ahead of the consumer (non-live sources).
     fps: frame rate for the timestamps of images, folders and arrays (default 30); ignored for video.
+    decode_threads: FFmpeg decoder threads for video files (frame and slice threading), on top of the reader
+      thread they run in. None: :func:`default_decode_threads` (one fewer than the physical cores, at least
+      1), so that decoding and the networks of the pipeline share the cores without oversubscribing them.
 
     Raises SourceError when the source cannot be opened (missing path, not a video, no camera),
     InputError for an unusable ``src`` type.
@@ -392,6 +397,9 @@ def open_source(
         return src
     if fps is not None and not (fps > 0 and math.isfinite(fps)):
         raise InputError(f"fps must be a positive number, got {fps!r}.")
+    if decode_threads is not None and (isinstance(decode_threads, bool) or not isinstance(decode_threads, int)
+                                       or decode_threads < 1):
+        raise InputError(f"decode_threads must be a positive integer or None, got {decode_threads!r}.")
     if isinstance(src, (bool, np.bool_)):
         raise InputError("src must be a path, URL, webcam index or iterable of images, got a bool.")
     if isinstance(src, (int, np.integer)):
@@ -407,7 +415,8 @@ def open_source(
         if isinstance(src, str) and _URL_RE.match(text):
             scheme = text.split(":", 1)[0].lower()
             if scheme == "file":
-                return _open_path(Path(text[len("file://"):]), live=bool(live), queue_size=queue_size, fps=fps)
+                return _open_path(Path(text[len("file://"):]), live=bool(live), queue_size=queue_size, fps=fps,
+                                  decode_threads=decode_threads)
             return _open_url(text, live=True if live is None else live, queue_size=queue_size)
         path = Path(text)
         if not path.exists():
@@ -416,7 +425,7 @@ def open_source(
         m = re.fullmatch(r"/dev/video(\d+)", text)
         if m and sys.platform.startswith("linux"):
             return _open_webcam(int(m.group(1)), live=True if live is None else live, queue_size=queue_size)
-        return _open_path(path, live=bool(live), queue_size=queue_size, fps=fps)
+        return _open_path(path, live=bool(live), queue_size=queue_size, fps=fps, decode_threads=decode_threads)
     if isinstance(src, Iterable):
         return _open_iterable(src, live=bool(live), queue_size=queue_size, fps=fps)
     raise InputError(
@@ -446,7 +455,8 @@ def _read_image(path: Path) -> np.ndarray | None:
     return None if image is None else np.ascontiguousarray(image)
 
 
-def _open_path(path: Path, *, live: bool, queue_size: int, fps: float | None) -> FrameSource:
+def _open_path(path: Path, *, live: bool, queue_size: int, fps: float | None,
+               decode_threads: int | None = None) -> FrameSource:
     what_to_do = (
         "Pass a video file, an image, a folder of images, a URL (rtsp://, http://, ...), "
         "a webcam index or an iterable of image arrays."
@@ -474,7 +484,8 @@ def _open_path(path: Path, *, live: bool, queue_size: int, fps: float | None) ->
             )
         return _images_source(f"{path}", [image], live=live, queue_size=queue_size, fps=fps, single=True)
     try:
-        return _open_av(str(path), name=str(path), live=live, queue_size=queue_size, realtime=False)
+        return _open_av(str(path), name=str(path), live=live, queue_size=queue_size, realtime=False,
+                        decode_threads=decode_threads)
     except SourceError:
         image = _read_image(path)  # an image with an unusual extension
         if image is not None:
@@ -649,9 +660,21 @@ def _open_cv2_capture(index: int, *, name: str, live: bool, queue_size: int,
                        live=live, num_frames=None, queue_size=queue_size)
 
 
+def default_decode_threads() -> int:
+    """FFmpeg decoder threads for files: one fewer than the physical cores, at least 1.
+
+    The reader thread decodes while the pipeline runs the networks (ONNX Runtime uses every physical core by
+    default, its threads sleep between runs): on 2 cores one decoder thread overlaps the networks without
+    two threads competing for the core the networks need next.
+    """
+    from .engines.onnxruntime import physical_cores
+
+    return max(1, physical_cores() - 1)
+
+
 def _open_av(target: str, *, name: str, live: bool, queue_size: int, realtime: bool,
              format: str | None = None, options: dict | None = None,
-             timeout: Any = None) -> FrameSource:
+             timeout: Any = None, decode_threads: int | None = None) -> FrameSource:
     """Open ``target`` with PyAV. ``realtime``: a network stream or camera, whose end is a disconnect."""
     import av
 
@@ -686,6 +709,8 @@ def _open_av(target: str, *, name: str, live: bool, queue_size: int, realtime: b
         # Frame threading decodes several frames at once (fast, but adds latency); live sources use
         # slice threading only.
         stream.thread_type = "SLICE" if (realtime or live) else "AUTO"
+        if not (realtime or live):
+            stream.codec_context.thread_count = decode_threads or default_decode_threads()
         rate = stream.average_rate or stream.guessed_rate
         stream_fps = float(rate) if rate else None
         num_frames: int | None = None

@@ -10,10 +10,15 @@ the frame -> crop similarity ``frame_to_crop`` (always from the five-point frami
   detections start new tracks (new ids); tracks that no detection matches end.
 * on a **tracking frame** each face's crop comes from its last 68 landmarks
   (:func:`rtface.crop.five_from_68` -> :func:`rtface.crop.crop_from_five`) — no full-frame detector run. With
-  ``verify`` (default) YuNet checks each tracked crop at 128 x 128 (about 1 ms,
-  :meth:`rtface.detect.Detector.crop_score`); when a face scores below ``verify_threshold`` (it left, was
-  occluded, or the crop drifted off it) the full detector runs on this same frame. The crop score becomes the
-  face's ``score`` on tracking frames.
+  ``verify`` (default) YuNet checks each tracked crop on every ``verify_every``-th tracking frame, at
+  :data:`rtface.detect.VERIFY_SIZE` px (under a millisecond, :meth:`rtface.detect.Detector.crop_score`); when a
+  face scores below ``verify_threshold`` (it left, was occluded, or the crop drifted off it) the full detector
+  runs on this same frame. The crop score becomes the face's ``score``.
+
+Detection schedule: the full detector (on the frame downscaled to ``Detector.detect_size``) runs while nothing
+is tracked (every frame, so a face that appears is found on its first frame), every ``detect_every`` frames
+while faces are tracked (so a face entering beside tracked ones is found within ``detect_every`` frames), and
+on the frame after a fit was lost or a verification failed. Everything else is tracking.
 
 After the networks ran, :meth:`Tracker.update` stores each face's new landmarks and checks the fit: it is
 **lost** (and the next frame re-detects) when the landmarks are not finite, fall mostly outside the frame, or
@@ -40,6 +45,8 @@ MAX_SCALE_JUMP = 1.3
 VERIFY_THRESHOLD = 0.5
 #: Fraction of the 68 landmarks that must lie inside the frame.
 MIN_INSIDE = 0.6
+#: Tracked crops are verified by the detector on every this many tracking frames.
+VERIFY_EVERY = 2
 
 
 @dataclass
@@ -95,16 +102,20 @@ class Tracker:
         detect_every: run the detector at least every this many frames (1: every frame).
         max_faces: at most this many tracks (best detector scores).
         iou_threshold: minimum box IoU to associate a detection with a track.
+        verify, verify_every, verify_threshold: check tracked crops with the detector on every
+            ``verify_every``-th tracking frame; a face scoring below ``verify_threshold`` is lost.
     """
 
     def __init__(self, detector, size: int, *, detect_every: int = 10, max_faces: int = 4,
                  iou_threshold: float = 0.3, max_shift: float = MAX_SHIFT,
                  max_scale_jump: float = MAX_SCALE_JUMP, verify: bool = True,
-                 verify_threshold: float = VERIFY_THRESHOLD) -> None:
+                 verify_threshold: float = VERIFY_THRESHOLD, verify_every: int = VERIFY_EVERY) -> None:
         if int(detect_every) < 1:
             raise InputError(f"detect_every must be at least 1, got {detect_every}")
         if int(max_faces) < 1:
             raise InputError(f"max_faces must be at least 1, got {max_faces}")
+        if int(verify_every) < 1:
+            raise InputError(f"verify_every must be at least 1, got {verify_every}")
         self.detector = detector
         self.size = int(size)
         self.detect_every = int(detect_every)
@@ -114,6 +125,8 @@ class Tracker:
         self.max_scale_jump = float(max_scale_jump)
         self.verify = bool(verify)
         self.verify_threshold = float(verify_threshold)
+        self.verify_every = int(verify_every)
+        self._since_verify = 0  # tracking frames since the last verification
         self.tracks: list[Track] = []
         self._next_id = 0
         self._since_detect = None  # frames since the last detector run
@@ -136,16 +149,20 @@ class Tracker:
                 detections = self.detector(image)
             self._associate(detections)
             self._since_detect = 0
+            self._since_verify = 0
         else:
             self._since_detect += 1
+            self._since_verify += 1
             for t in self.tracks:
                 t.reseeded = False
                 t.since_detect += 1
                 self._retrack(t, h, w)
-            if self.verify and not self._verify(image):
-                self.detected = True  # a tracked face is gone or lost: detect again on this frame
-                self._associate(self.detector(image))
-                self._since_detect = 0
+            if self.verify and self._since_verify >= self.verify_every:
+                self._since_verify = 0
+                if not self._verify(image):
+                    self.detected = True  # a tracked face is gone or lost: detect again on this frame
+                    self._associate(self.detector(image))
+                    self._since_detect = 0
         for t in self.tracks:
             t.age += 1
         return list(self.tracks)
@@ -246,4 +263,4 @@ class Tracker:
         track.lost = False
 
 
-__all__ = ["MAX_SCALE_JUMP", "MAX_SHIFT", "MIN_INSIDE", "Track", "Tracker", "crop_agrees"]
+__all__ = ["MAX_SCALE_JUMP", "MAX_SHIFT", "MIN_INSIDE", "VERIFY_EVERY", "Track", "Tracker", "crop_agrees"]

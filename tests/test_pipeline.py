@@ -156,3 +156,126 @@ def test_gpu_pipeline_matches_cpu(portrait):
         assert np.abs(fc.depth[both] - fg.depth[both]).max() < 0.05 * np.abs(fc.depth[both]).max() + 0.05
         assert np.allclose(fc.landmarks, fg.landmarks, atol=0.5)
         assert rg.depth.shape == rc.depth.shape
+
+
+def _clip_frames(name, n):
+    from rtface.sources import open_source
+
+    with open_source(shared(f"video/{name}")) as src:
+        return [f.image for _, f in zip(range(n), src)]
+
+
+def test_timings_add_up_to_the_frame_time(pipe):
+    """Per-stage ms add up to ``total`` exactly, and with ``wait`` and ``paste`` to the wall time a consumer
+    sees per frame (within 10 %, over a decoded clip, decode thread running)."""
+    import time
+
+    from rtface.pipeline import STAGES, _WORK
+
+    walls, sums = [], []
+    last = None
+    for r in pipe.stream(shared("video/hamilton_640x360.mp4"), max_frames=25):
+        _ = r.depth  # the consumer reads the frame depth: paste is part of its frame time
+        now = time.perf_counter()
+        if last is not None:
+            walls.append(now - last)
+            sums.append(sum(r.timings[k] for k in STAGES) / 1e3)
+        last = now
+        assert set(STAGES) <= set(r.timings)
+        assert abs(sum(r.timings[k] for k in _WORK) - r.timings["total"]) < 1e-6
+        assert r.timings["decode"] >= 0 and r.timings["wait"] >= 0
+    wall, total = float(np.sum(walls)), float(np.sum(sums))
+    assert abs(total - wall) < 0.1 * wall, (total, wall)
+
+
+def test_a_face_entering_mid_clip_is_found():
+    """Blank frames, then a face: found on its first frame (nothing tracked: the detector runs every frame).
+    A second face entering beside a tracked one: found within ``detect_every`` frames, without the detector
+    running on every frame in between."""
+    import cv2
+
+    from rtface.pipeline import Pipeline
+
+    real = _clip_frames("dafoe_1280x720.mp4", 24)
+    grey = np.full_like(real[0], 110)
+    p = Pipeline(backend="cpu", max_faces=2, detect_every=5, smoothing=False, threads=1)
+    res = list(p.stream([grey] * 4 + real[:6]))
+    assert [len(r.faces) for r in res[:4]] == [0] * 4 and len(res[4].faces) == 1
+    assert all(len(r.faces) == 1 for r in res[4:]) and not all(r.detected for r in res[5:])
+
+    h, w = 360, 640
+    tile = [cv2.resize(f, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for f in real]
+    enter = 7
+    frames = []
+    for k, t in enumerate(tile):
+        canvas = np.full((h, w, 3), 110, np.uint8)
+        canvas[h // 4:h // 4 + h // 2, :w // 2] = t
+        if k >= enter:
+            canvas[h // 4:h // 4 + h // 2, w // 2:] = t[:, ::-1]  # a second face appears on the right
+        frames.append(canvas)
+    res = list(p.stream(frames))
+    assert all(len(r.faces) >= 1 for r in res)
+    found = next(k for k, r in enumerate(res) if len(r.faces) == 2)
+    assert enter <= found < enter + p.detect_every
+    assert sum(r.detected for r in res[1:found]) < found - 1  # tracked in between, not detected every frame
+    assert len(res[-1].faces) == 2 and len({f.track_id for f in res[-1].faces}) == 2
+
+
+def test_rgb_input(pipe, portrait, tmp_path):
+    """``color="rgb"`` converts caller arrays once on entry: the same result as the BGR image."""
+    import cv2
+
+    from rtface.errors import InputError
+    from rtface.pipeline import Pipeline
+
+    rgb = np.ascontiguousarray(portrait[..., ::-1])
+    before = rgb.copy()
+    p = Pipeline(backend="cpu", max_faces=4, detect_every=5, color="rgb")
+    a, b = pipe(portrait), p(rgb)
+    assert np.array_equal(rgb, before)  # the caller's array is not touched
+    assert np.array_equal(b.image, portrait)  # results hold the frame in BGR
+    assert len(a.faces) == len(b.faces) == 1 and np.array_equal(a.faces[0].depth, b.faces[0].depth)
+    rgba = cv2.cvtColor(portrait, cv2.COLOR_BGR2RGBA)
+    assert np.array_equal(p(rgba).faces[0].depth, a.faces[0].depth)
+    s_rgb = [r.faces[0].depth for r in p.stream([rgb, rgb])]
+    s_bgr = [r.faces[0].depth for r in pipe.stream([portrait, portrait])]
+    assert all(np.allclose(x, y) for x, y in zip(s_rgb, s_bgr))
+    path = tmp_path / "p.png"
+    cv2.imwrite(str(path), portrait)  # files are decoded by rtface (BGR), whatever color says
+    assert np.allclose(next(iter(p.stream(path))).faces[0].depth, a.faces[0].depth, atol=1e-3)
+    import rtface
+
+    assert np.array_equal(rtface.reconstruct(rgb, backend="cpu", color="rgb").faces[0].depth, a.faces[0].depth)
+    with pytest.raises(InputError, match="color"):
+        Pipeline(backend="cpu", color="RGBA")
+
+
+def test_feedback_follows_the_network(portrait, tmp_path):
+    """feedback=None: on for a CoarseNet with the feedback input, off for an image-only one (whose results are
+    the feedback net's with feedback off); feedback=True with an image-only net is an error."""
+    pytest.importorskip("onnx")
+    from rtface.errors import InputError
+    from rtface.networks import load_manifest
+    from rtface.pipeline import Pipeline
+    from tests.weights_edit import image_only_weights
+
+    shipped = Pipeline(backend="cpu", smoothing=False, threads=1)
+    assert shipped.feedback == shipped.networks.coarse.takes_feedback
+    d = image_only_weights(load_manifest()["_dir"], tmp_path / "w")
+    only = Pipeline(d, backend="cpu", smoothing=False, threads=1)
+    off = Pipeline(backend="cpu", smoothing=False, feedback=False, threads=1)
+    assert not only.feedback and not only.networks.coarse.takes_feedback
+    for ro, rf in zip(only.stream([portrait] * 3), off.stream([portrait] * 3)):
+        assert np.allclose(ro.faces[0].landmarks, rf.faces[0].landmarks, atol=1e-3)
+        assert ro.timings["feedback"] < 1.0  # nothing rendered
+    with pytest.raises(InputError, match="feedback"):
+        Pipeline(d, backend="cpu", feedback=True)
+
+
+def test_pipeline_option_errors():
+    from rtface.errors import InputError
+    from rtface.pipeline import Pipeline
+
+    for kw in ({"verify_every": 0}, {"feedback": "yes"}, {"precision": "int4"}):
+        with pytest.raises(InputError):
+            Pipeline(backend="cpu", **kw)

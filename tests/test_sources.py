@@ -192,3 +192,21 @@ def test_missing_webcam_is_one_clean_error(capfd):
     with pytest.raises(SourceError, match="cannot open webcam 63"):
         open_source(63)
     assert "WARN" not in capfd.readouterr().err  # OpenCV's own log lines are silenced
+
+
+def test_decoder_threads_give_the_same_frames():
+    """FFmpeg's frame threading (decode_threads > 1) changes the speed only: same frames, same order."""
+    from rtface.sources import default_decode_threads
+
+    clip = shared("video/hamilton_640x360.mp4")
+    runs = {}
+    for n in (1, 3):
+        with open_source(clip, decode_threads=n) as src:
+            runs[n] = [(f.index, f.timestamp, f.image) for _, f in zip(range(40), src)]
+    assert len(runs[1]) == len(runs[3]) == 40
+    for (i1, t1, a), (i3, t3, b) in zip(runs[1], runs[3]):
+        assert i1 == i3 and t1 == t3 and np.array_equal(a, b)
+    assert default_decode_threads() >= 1
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="decode_threads"):
+            open_source(clip, decode_threads=bad)

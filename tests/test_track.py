@@ -137,10 +137,29 @@ def test_verification_redetects_when_a_tracked_face_vanishes():
             return self.crop_scores.pop(0) if self.crop_scores else 0.9
 
     det = Verifying([face(200, 150)], [])
-    tr = Tracker(det, S, detect_every=100)
+    tr = Tracker(det, S, detect_every=100, verify_every=1)
     (t,) = tr.step(IMG)
     tr.update(t, landmarks_for(t), None, IMG.shape)
     (t,) = tr.step(IMG)  # verified (0.9): tracked
     assert not tr.detected and t.score == pytest.approx(0.9)
     tr.update(t, landmarks_for(t), None, IMG.shape)
     assert tr.step(IMG) == [] and tr.detected  # verification failed: detector ran, the face is gone
+
+
+def test_verification_schedule():
+    class Counting(FakeDetector):
+        verified = 0
+
+        def crop_score(self, image, frame_to_crop, size):
+            self.verified += 1
+            return 0.9
+
+    det = Counting([face(200, 150)])
+    tr = Tracker(det, S, detect_every=6, verify_every=2)
+    for _ in range(12):
+        for t in tr.step(IMG):
+            tr.update(t, landmarks_for(t), None, IMG.shape)
+    # detector on frames 0 and 6; verification on the 2nd and 4th tracking frame after each (2, 4, 8, 10)
+    assert det.calls == 2 and det.verified == 4
+    with pytest.raises(InputError):
+        Tracker(det, S, verify_every=0)

@@ -13,6 +13,9 @@ Protocol (300-W "common" test subset, ``faces-300w/test``: LFPW test + Helen tes
   rate = share of faces with an inter-ocular NME above 8 %. Faces the detector misses (0.4 %) are framed from the
   ground-truth five points and counted in ``detector_missed``.
 
+Videos (``--no-videos`` skips them): on the two example clips, the share of frames in which the stream reports a
+face, the landmark error against the detector's five points and the landmark jitter (:func:`evaluate_video`).
+
 Baselines in the same table: the mean face at the template pose (what a net that learnt nothing beyond the
 detector's framing gives), and ``--baseline`` weights (the previous release). Large poses: the test faces turned
 to 30-60 and 60-90 degrees of yaw and re-rendered from their fits (``train.profiling``, as 300W-LP was made),
@@ -150,6 +153,58 @@ def evaluate_profiled(predict: Callable, model, size: int, passes: int = 2, limi
     return out
 
 
+VIDEOS = ("video/hamilton_640x360.mp4", "video/dafoe_1280x720.mp4")
+
+
+def evaluate_video(path: str, weights: str | None = None) -> dict:
+    """Tracking on a video (``rtface.stream``, CPU, defaults): frames with a face, landmark error against the
+    detector and landmark jitter.
+
+    * ``frames_with_face_%``: frames where the stream reports at least one face; ``detector_frames_%``: frames
+      where the detector alone (run on every frame, for this measurement only) finds one.
+    * ``five_point_nme_%``: the stream's landmarks, reduced to the five template points, against the detector's
+      five points on the same frame (matched by box overlap), over sqrt(w*h) of the landmarks' box: the only
+      reference the clips have; the detector's own points are not exact either (a few %).
+    * ``jitter_%``: frame-to-frame motion of the 68 landmarks after removing the face's mean motion (a rigid
+      translation), RMS over points, over sqrt(w*h) of the box, averaged over consecutive frames of one track;
+      shot cuts (box overlap < 0.3) are left out.
+    """
+    from rtface.crop import five_from_68
+    from rtface.detect import Detector, box_iou
+    from rtface.pipeline import stream
+
+    det = Detector()
+    frames = with_face = with_det = 0
+    errs, jit = [], []
+    prev: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for fr in stream(path, backend="cpu", weights=weights):
+        frames += 1
+        d = det(fr.image)
+        with_det += len(d) > 0
+        with_face += len(fr.faces) > 0
+        cur = {}
+        for f in fr.faces:
+            lm = np.asarray(f.landmarks, np.float64)
+            size = np.sqrt(max(np.ptp(lm[:, 0]), 1e-6) * max(np.ptp(lm[:, 1]), 1e-6))
+            box = np.array([*lm.min(0), *lm.max(0)])
+            cur[f.track_id] = (lm, box)
+            if len(d):
+                iou = box_iou(box[None], d.boxes)[0]
+                j = int(np.argmax(iou))
+                if iou[j] > 0.3:
+                    errs.append(np.linalg.norm(five_from_68(lm) - d.points[j], axis=1).mean() / size)
+            if f.track_id in prev:
+                plm, pbox = prev[f.track_id]
+                if box_iou(box[None], pbox[None])[0, 0] > 0.3:
+                    motion = lm - plm
+                    jit.append(np.sqrt(((motion - motion.mean(0)) ** 2).sum(1).mean()) / size)
+        prev = cur
+    return {"frames": frames, "frames_with_face_%": 100.0 * with_face / max(frames, 1),
+            "detector_frames_%": 100.0 * with_det / max(frames, 1),
+            "five_point_nme_%": float(np.mean(errs) * 100) if errs else float("nan"),
+            "jitter_%": float(np.mean(jit) * 100) if jit else float("nan")}
+
+
 def onnx_predictor(weights: str | None):
     from rtface.networks import load_networks
 
@@ -180,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", default=None, help="weights folder of a previous release, for comparison")
     p.add_argument("--limit", type=int, default=None, help="only this many test faces (evenly spread)")
     p.add_argument("--no-profiled", action="store_true", help="skip the large-pose buckets")
+    p.add_argument("--no-videos", action="store_true", help="skip the two example videos")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     from rtface.face_model import FaceModel
@@ -208,6 +264,25 @@ def main(argv: list[str] | None = None) -> int:
         for k, r in result["profiled"].items():
             print(f"- {k}: " + ", ".join(f"{b} deg: {v['box_nme']:.2f} ({v['faces']} faces, detector missed "
                                          f"{v['detector_missed_%']:.0f} %)" for b, v in r.items()))
+    if not a.no_videos:
+        from rtface.assets import data_path
+
+        print("\nVideos (rtface.stream, CPU): tracking, landmark error against the detector, jitter\n")
+        print("| video | weights | frames | with a face % (detector %) | 5-point NME vs detector % | jitter % |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        result["videos"] = {}
+        for rel in VIDEOS:
+            path = data_path(rel)
+            if not path.is_file():
+                print(f"| {rel} | missing | | | | |")
+                continue
+            for label, w in (("this release", a.weights), ("baseline", a.baseline)):
+                if label == "baseline" and not a.baseline:
+                    continue
+                v = evaluate_video(str(path), w)
+                result["videos"][f"{rel} ({label})"] = v
+                print(f"| {Path(rel).name} | {label} | {v['frames']} | {v['frames_with_face_%']:.1f} "
+                      f"({v['detector_frames_%']:.1f}) | {v['five_point_nme_%']:.2f} | {v['jitter_%']:.2f} |")
     if a.json:
         write_json(Path(a.json), result)
     return 0

@@ -1,0 +1,122 @@
+"""The README's real-face picture: 300-W test faces at several poses and expressions with the fit overlaid.
+
+``python -m benchmarks.landmark_grid [--weights DIR] --out docs/landmarks_300w.png [--tile 200]``
+
+Four rows of four tiles: near-frontal faces, turned faces (15-45 deg of yaw by their fits), open mouths and
+smiles, and test faces profiled to 60-90 deg (re-rendered, ``train.profiling``). Each tile is the face crop the
+CoarseNet sees (detector framing, then one tracked pass, as in ``benchmarks.landmarks``) with the coarse mesh
+rendered and shaded over it, the predicted 68 landmarks (green) and the hand-annotated ones (red; the re-rendered
+ones for profiled faces), and the face's box-NME in %. Faces are chosen by their fits only, never by the error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def _pick(lab, rng_seed: int = 0) -> dict[str, np.ndarray]:
+    yaw = np.rad2deg(np.abs(lab.pose[:, 1]))
+    names = list(_expression_names())
+    e = lab.expression
+    mouth = e[:, names.index("jawOpen")] + 0.5 * (e[:, names.index("mouthSmile_L")] + e[:, names.index("mouthSmile_R")])
+    rng = np.random.default_rng(rng_seed)
+    frontal = np.flatnonzero((yaw < 8) & (mouth < 0.3))
+    turned = np.flatnonzero((yaw > 15) & (yaw < 45))
+    expressive = np.flatnonzero(mouth > np.percentile(mouth, 90))
+    return {"frontal": rng.choice(frontal, 4, replace=False), "turned": rng.choice(turned, 4, replace=False),
+            "expression": rng.choice(expressive, 4, replace=False)}
+
+
+def _expression_names():
+    from rtface.face_model import FaceModel
+
+    return FaceModel.load().expression_names
+
+
+def tile(image: np.ndarray, gt: np.ndarray, five: np.ndarray, predict, model, contour, size: int, out_px: int):
+    import cv2
+
+    from rtface.camera import apply_affine, invert_affine, project, warp_to_crop
+    from rtface.crop import crop_from_five, five_from_68
+    from rtface.networks import preprocess
+    from rtface.render import rasterize
+    from rtface.viz import overlay, shade_depth
+
+    from .landmarks import _nme, landmarks_from_params
+
+    a = crop_from_five(five, size)
+    for _ in range(2):  # detector framing, then the tracker's framing from the first estimate
+        crop = warp_to_crop(image, a, size)
+        params = predict(preprocess(crop[None]))
+        lm = landmarks_from_params(model, contour, params)[0]
+        a_next = crop_from_five(five_from_68(apply_affine(invert_affine(a), lm)), size)
+        last_a, a = a, a_next
+    a = last_a
+    verts = project(model.vertices(params["identity"][0], params["expression"][0]), params["pose"][0])
+    r = rasterize(verts.astype(np.float32), model.triangles, size, size, backend="cpu")
+    k = out_px / size
+    big = cv2.resize(crop, (out_px, out_px), interpolation=cv2.INTER_LINEAR)
+    shaded = cv2.resize(shade_depth(r.depth, r.mask), (out_px, out_px), interpolation=cv2.INTER_LINEAR)
+    mask = cv2.resize(r.mask.astype(np.uint8), (out_px, out_px), interpolation=cv2.INTER_NEAREST) > 0
+    img = overlay(big, shaded, mask, alpha=0.45)
+    gt_c = apply_affine(a, gt) * k
+    for x, y in gt_c:
+        cv2.circle(img, (int(x), int(y)), 2, (0, 0, 255), -1, cv2.LINE_AA)
+    for x, y in lm * k:
+        cv2.circle(img, (int(x), int(y)), 2, (0, 255, 0), -1, cv2.LINE_AA)
+    pred_img = apply_affine(invert_affine(a), lm)
+    box, _ = _nme(pred_img[None], gt[None])
+    cv2.putText(img, f"{box[0] * 100:.1f}%", (4, out_px - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return img
+
+
+def main(argv: list[str] | None = None) -> int:
+    import cv2
+
+    from rtface.contour import Contour
+    from rtface.crop import five_from_68
+    from rtface.face_model import FaceModel
+    from train import labeled
+    from train.profiling import TEST_YAW_BUCKETS, load_profiled
+
+    from .landmarks import onnx_predictor
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.landmark_grid", description=__doc__.split("\n")[0])
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--out", default="docs/landmarks_300w.png")
+    ap.add_argument("--tile", type=int, default=200)
+    a = ap.parse_args(argv)
+    model = FaceModel.load()
+    contour = Contour(model)
+    predict, size = onnx_predictor(a.weights)
+    lab = labeled.load("300w-test", progress=False)
+    rows = []
+    for key, idx in _pick(lab).items():
+        tiles = []
+        for i in idx:
+            five = lab.det_five[i] if np.isfinite(lab.det_five[i]).all() else five_from_68(lab.points[i])
+            tiles.append(tile(lab.read_image(i), lab.points[i].astype(np.float64), five.astype(np.float64), predict,
+                              model, contour, size, a.tile))
+        rows.append(np.hstack(tiles))
+    prof = load_profiled("300w-test", copies=len(TEST_YAW_BUCKETS), seed=1, yaw_ranges=TEST_YAW_BUCKETS)
+    yaw = np.rad2deg(np.abs(prof["pose"][:, 1]))
+    cand = np.flatnonzero((yaw > 60) & np.isfinite(prof["det_five"]).all(axis=(1, 2)))
+    tiles = []
+    for i in np.random.default_rng(1).choice(cand, 4, replace=False):
+        img = cv2.imdecode(prof["jpeg"][prof["offsets"][i]:prof["offsets"][i + 1]], cv2.IMREAD_COLOR)
+        tiles.append(tile(img, prof["landmarks"][i].astype(np.float64), prof["det_five"][i].astype(np.float64),
+                          predict, model, contour, size, a.tile))
+    rows.append(np.hstack(tiles))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), np.vstack(rows))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

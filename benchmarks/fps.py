@@ -1,8 +1,8 @@
 """End-to-end speed, decode included: FPS and ms per stage, one face and several faces, beside MediaPipe.
 
 ``python -m benchmarks fps [--video PATH ...] [--backends cpu,cuda,tensorrt] [--precision auto|fp32|fp16|int8]
-[--settings 1,4] [--frames N] [--warmup N] [--threads N] [--decode-threads N] [--detect-every N]
-[--no-mediapipe] [--mediapipe-model FILE] [--json PATH]``
+[--settings 1,4] [--size WxH] [--frames N] [--warmup N] [--threads N] [--decode-threads N]
+[--detect-every N] [--no-mediapipe] [--mediapipe-model FILE] [--json PATH]``
 
 Videos: ``--video`` (any file FFmpeg reads, any size) or every ``*.mp4`` in ``$RTFACE_ASSETS/video``.
 Settings, per video and backend:
@@ -10,6 +10,9 @@ Settings, per video and backend:
 * ``1``: the clip as it is, ``max_faces=1`` (one face at the clip's own size, e.g. 1080p);
 * ``4``: every frame tiled 2 x 2 (each tile at half size: the frame size is unchanged, four faces), written
   once to a temporary H.264 file so that it is decoded like any video; ``max_faces=4``.
+
+``--size WxH`` first re-encodes each clip at that size (H.264, CRF 18), e.g. ``--size 1920x1080`` for the
+1080p figure from the 720p example clip; the 4-face setting of the 720p clip is the "4 faces at 720p" case.
 
 Each run is what a user gets: ``Pipeline.stream(path)`` (the reader thread decodes while the pipeline runs,
 :mod:`rtface.sources`), and every result's frame depth is read (``frame.depth``, so the paste is included).
@@ -63,15 +66,18 @@ def probe(path: Path) -> dict[str, Any]:
                 "fps": float(rate) if rate else 30.0, "frames": int(s.frames or 0)}
 
 
-def tile4_video(path: Path, out: Path, max_frames: int | None = None) -> Path:
-    """Write ``path`` tiled 2 x 2 (tiles at half size, same frame size) to ``out`` (H.264, same rate)."""
+def reencode(path: Path, out: Path, *, size: tuple[int, int] | None = None, tile: bool = False,
+             max_frames: int | None = None) -> Path:
+    """Write ``path`` to ``out`` (H.264, CRF 18, same rate): resized to ``size`` (w, h) and/or tiled 2 x 2
+    (four copies at half size: the frame size stays)."""
     import av
     import cv2
 
     from rtface.sources import open_source
 
     info = probe(path)
-    w, h = info["width"] // 2 * 2, info["height"] // 2 * 2
+    w, h = size or (info["width"], info["height"])
+    w, h = w // 4 * 4, h // 4 * 4
     with av.open(str(out), "w") as dst:
         st = dst.add_stream("libx264", rate=int(round(info["fps"])))
         st.width, st.height, st.pix_fmt = w, h, "yuv420p"
@@ -80,9 +86,14 @@ def tile4_video(path: Path, out: Path, max_frames: int | None = None) -> Path:
             for k, f in enumerate(src):
                 if max_frames is not None and k >= max_frames:
                     break
-                small = cv2.resize(f.image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-                row = np.hstack([small, small])
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.vstack([row, row])), format="bgr24")
+                img = f.image
+                if tile:
+                    small = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+                    row = np.hstack([small, small])
+                    img = np.vstack([row, row])
+                elif img.shape[:2] != (h, w):
+                    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
                 for packet in st.encode(frame):
                     dst.mux(packet)
         for packet in st.encode():
@@ -228,6 +239,16 @@ def format_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}") from None
+    if w < 16 or h < 16:
+        raise argparse.ArgumentTypeError(f"size {text!r} is too small")
+    return w, h
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks fps", description=__doc__.splitlines()[0])
     p.add_argument("--video", action="append", type=Path, help="video file, any size (repeatable)")
@@ -240,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: physical cores)")
     p.add_argument("--decode-threads", type=int, default=None, help="FFmpeg decoder threads (default: cores - 1)")
     p.add_argument("--detect-every", type=int, default=None, help="detector period in frames")
+    p.add_argument("--size", type=_size, default=None, metavar="WxH",
+                   help="re-encode each video at this frame size first (e.g. 1920x1080 from a 720p clip)")
     p.add_argument("--no-mediapipe", action="store_true", help="skip the MediaPipe comparison")
     p.add_argument("--mediapipe-model", type=Path, help="face_landmarker.task for MediaPipe's Tasks API")
     p.add_argument("--json", type=Path, help="write the results as JSON here")
@@ -268,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         for v in videos:
             v = Path(v)
             for s in settings:
-                clip, faces = (v, 1) if s == "1" else (tile4_video(v, Path(tmp) / f"{v.stem}_2x2.mp4",
-                                                                   args.frames + args.warmup), 4)
+                faces = 1 if s == "1" else 4
+                clip = v
+                if s == "4" or args.size:
+                    clip = reencode(v, Path(tmp) / f"{v.stem}_{s}.mp4", size=args.size, tile=s == "4",
+                                    max_frames=args.frames + args.warmup)
                 size = probe(clip)
                 mp_result = None
                 if not args.no_mediapipe:

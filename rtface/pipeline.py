@@ -2,9 +2,11 @@
 
 Per frame (DESIGN.md, "Data flow of one frame")::
 
-    detect (YuNet, every ``detect_every`` frames or when a fit is lost) or track (crop from last landmarks)
+    detect (YuNet on the downscaled frame: while nothing is tracked, every ``detect_every`` frames, or when a
+      fit is lost) or track (crop from last landmarks, checked by YuNet on a small crop every ``verify_every``)
       -> crop every face to S x S (five-point framing, rtface.crop)
-      -> CoarseNet on the whole batch (feedback = previous frame's estimate rendered in the new crop)
+      -> CoarseNet on the whole batch (with a feedback input: the previous frame's estimate rendered in the
+         new crop; ``feedback=None`` turns it on exactly for such networks)
       -> smoothing (One-Euro, frame coordinates; video only)
       -> mesh = mean + B_id a + B_exp b, posed into crop pixels -> rasterise (batched): coarse depth + mask
       -> FineNet(crop, coarse depth, mask) -> fine depth

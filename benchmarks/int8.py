@@ -64,17 +64,17 @@ def measure(weights: str | None, precision: str, limit: int | None, faces: int, 
 
 def format_table(rows: dict[str, dict]) -> str:
     a, b = rows["fp32"], rows["int8"]
-    lines = [f"| {'':44s} | {'FP32':>9s} | {'INT8':>9s} | {'INT8 vs FP32':>12s} |", f"|{'-' * 46}|{'-' * 11}|{'-' * 11}|{'-' * 14}|"]
+    lines = [f"| {'':46s} | {'FP32':>9s} | {'INT8':>9s} | {'INT8 vs FP32':>12s} |", f"|{'-' * 48}|{'-' * 11}|{'-' * 11}|{'-' * 14}|"]
     for k in LATENCY:
         net, batch = k.split("_")[:2]
-        lines.append(f"| {f'{net} latency, batch {batch[1:]} (ms)':44s} | {a[k]:9.2f} | {b[k]:9.2f} | "
+        lines.append(f"| {f'{net} latency, batch {batch[1:]} (ms)':46s} | {a[k]:9.2f} | {b[k]:9.2f} | "
                      f"{a[k] / b[k]:11.2f}x |")
     worse = []
     for k, label, unit, lower in METRICS:
         rel = (b[k] - a[k]) / a[k] if a[k] else float("nan")
         if lower and rel > BAR:
             worse.append(label.strip(" ."))
-        lines.append(f"| {f'{label} ({unit})':44s} | {a[k]:9.3f} | {b[k]:9.3f} | {rel * 100:+11.1f}% |")
+        lines.append(f"| {f'{label} ({unit})':46s} | {a[k]:9.3f} | {b[k]:9.3f} | {rel * 100:+11.1f}% |")
     lines.append("")
     lines.append(f"INT8 accuracy within {BAR * 100:.0f} % of FP32: " + ("yes" if not worse else
                                                                      "NO (" + ", ".join(worse) + ")"))

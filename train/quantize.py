@@ -211,7 +211,7 @@ def agreement(fp32: dict[str, Path], int8: dict[str, Path], coarse_feeds: Sequen
     """INT8 vs FP32 on the same recorded inputs: landmark (crop px) and depth (crop px, in the mask) differences."""
     from rtface.camera import project
 
-    out: dict[str, float] = {"faces": float(len(coarse_feeds))}
+    out: dict[str, float] = {"inputs": float(len(coarse_feeds)), "fine_inputs": float(len(fine_feeds))}
     lm = {}
     for tag, paths in (("fp32", fp32), ("int8", int8)):
         engine = _session(paths["coarse"])
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key}: wrote {q['file']} (sha256 {q['sha256'][:16]}..., {q['calibration']['inputs']} calibration inputs)")
     a = m["networks"]["coarse"]["int8"]["agreement"]
     if a:
-        print(f"INT8 vs FP32 on {int(a['faces'])} held-out crops: landmarks {a['landmark_mean_px']:.2f} px mean "
+        print(f"INT8 vs FP32 on {int(a['inputs'])} held-out CoarseNet inputs: landmarks {a['landmark_mean_px']:.2f} px mean "
               f"({a['landmark_p95_px']:.2f} p95), depth {a['depth_mean_px']:.3f} px mean ({a['depth_p95_px']:.3f} p95), "
               f"crop side {m['input_size']} px")
     print("accuracy vs ground truth and latency: python -m benchmarks int8")

@@ -143,7 +143,7 @@ def cmd_stream(args) -> int:
     preview = PreviewWindow() if args.show else None  # fails early and clearly when headless
     pipe = Pipeline(args.weights, backend=args.backend, max_faces=args.max_faces,
                     detect_every=args.detect_every or DETECT_EVERY, smoothing=not args.no_smoothing,
-                    feedback=not args.no_feedback)
+                    feedback=False if args.no_feedback else None)
     src_kw = {} if args.live is None else {"live": True}
     source = open_source(_source(args.src), **src_kw)
     single_image = not source.live and source.num_frames == 1

@@ -50,6 +50,7 @@ import numpy as np
 
 from .camera import (DEPTH_OFFSET_CM, Pose, affine_scale, compose_affine, invert_affine, rotation_matrix,
                      warp_to_crop)
+from .contour import Contour
 from .errors import InputError
 from .results import FaceResult, FrameResult
 from .smoothing import Smoother, SmoothingConfig
@@ -151,6 +152,7 @@ class Pipeline:
         self._mean = np.ascontiguousarray(m.mean.reshape(-1), dtype=np.float32)
         self._triangles = np.ascontiguousarray(m.triangles, dtype=np.int32)
         self._landmarks = np.asarray(m.landmarks, dtype=np.int64)
+        self._contour = Contour(m)
         self._pncc = pncc_code(m.mean)
         self._gpu = _GpuStages(self) if self.device == "cuda" else None
         self._state_lock = threading.Lock()
@@ -341,17 +343,26 @@ class Pipeline:
 
         return self._faces(tracks, ident, expr, pose, verts, fine, coarse, mask, image.shape, tracker)
 
+    def landmark_ids(self, contour_x: np.ndarray) -> np.ndarray:
+        """(N, 68) landmark vertex ids, jaw marched to the silhouette (:mod:`rtface.contour`), from the crop x of
+        the contour candidates ``verts[:, contour.vertex_set, 0]`` (N, n)."""
+        return self._contour.select_batch(np.asarray(contour_x))
+
     def _faces(self, tracks, ident, expr, pose, verts, fine, coarse, mask, shape, tracker,
-               landmarks_crop=None) -> list[FaceResult]:
+               landmarks_crop=None, landmark_ids=None) -> list[FaceResult]:
         faces = []
-        lm_crop = verts[:, self._landmarks, :2] if landmarks_crop is None else landmarks_crop
+        if landmarks_crop is None:
+            landmark_ids = self.landmark_ids(verts[:, self._contour.vertex_set, 0])
+            lm_crop = np.take_along_axis(verts[..., :2], landmark_ids[..., None], axis=1)
+        else:
+            lm_crop = landmarks_crop
         for i, t in enumerate(tracks):
             c2f = invert_affine(t.frame_to_crop)
             lm = _affine_points(c2f, lm_crop[i]).astype(np.float32)
             face = FaceResult(box=t.box, score=t.score, track_id=t.id, identity=ident[i], expression=expr[i],
                               crop_pose=Pose.from_vector(pose[i]), crop_vertices=verts[i], depth=fine[i],
                               coarse_depth=coarse[i], mask=mask[i], frame_to_crop=t.frame_to_crop,
-                              landmark_index=self._landmarks, landmarks=lm)
+                              landmark_index=landmark_ids[i], landmarks=lm)
             faces.append(face)
             prev_vertices = None
             if self.feedback:
@@ -483,7 +494,7 @@ class _GpuStages:
         self.basis = cp.asarray(pipe._basis)
         self.mean = cp.asarray(pipe._mean)
         self.triangles = cp.asarray(pipe._triangles)
-        self.landmarks = cp.asarray(pipe._landmarks)
+        self.contour_set = cp.asarray(pipe._contour.vertex_set)
         self.pncc = cp.asarray(pipe._pncc)
 
     def crops(self, frame_dev, tracks) -> Any:
@@ -583,10 +594,11 @@ class _GpuStages:
         t0 = time.perf_counter()
         fine = pipe.networks.fine.run(images, coarse, mask.astype(cp.float32))
         fine = cp.where(mask, fine, 0.0).astype(cp.float32)
-        lm_crop = cp.asnumpy(verts[:, self.landmarks, :2])  # synchronises the stream
+        ids = pipe.landmark_ids(cp.asnumpy(verts[:, self.contour_set, 0]))  # synchronises the stream
+        lm_crop = cp.asnumpy(verts[cp.arange(len(ids))[:, None], cp.asarray(ids), :2])
         timings["fine"] = _ms(t0)
         return pipe._faces(tracks, ident, expr, pose, verts, fine, coarse, mask, image.shape, tracker,
-                           landmarks_crop=lm_crop)
+                           landmarks_crop=lm_crop, landmark_ids=ids)
 
 
 # ---------------------------------------------------------------------------------------------- module API

@@ -61,7 +61,8 @@ class FaceResult:
         pose: the same pose in **frame** coordinates (``crop_pose.transformed(crop_to_frame)``).
         crop_vertices: (V, 3) float32 posed mesh in crop pixels.
         vertices: (V, 3) float32 posed mesh in frame pixels, z toward the camera (frame px).
-        landmarks: (68, 2) float32 iBUG landmarks in frame pixels.
+        landmarks: (68, 2) float32 iBUG landmarks in frame pixels (the model's landmark vertices, the jaw marched
+            to the silhouette of a turned head: :mod:`rtface.contour`).
         depth, coarse_depth: (S, S) float32 crop-aligned depth in crop pixels (fine and 3DMM), 0 outside.
         mask: (S, S) bool, True where the face is rendered in the crop.
         crop_to_frame: (2, 3) float64 similarity crop -> frame; ``frame_to_crop`` its inverse.

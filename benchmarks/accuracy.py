@@ -20,7 +20,22 @@ Metrics (per face, then averaged; px -> mm with the ground-truth pose scale: ``m
 
 ``--detail-mm LO HI`` sets the groove depths of the synthetic detail (default: ``SynthConfig``'s 0.2-1.5 mm).
 
-Latency: median over repeats of ``Engine.run`` at batch 1 and 8 on ONNX Runtime CPU (threads named).
+**Detail on held-out sets of another renderer** (``benchmarks/detailsets.py``; ``--detail-faces N`` faces per
+set, 0 to skip): the FineNet and the reference refinement (``rtface.refine.refine_depth``) side by side, each
+run on the *predicted* coarse depth (CoarseNet -> mesh -> rasteriser, as the pipeline) and on the *true*
+coarse depth (the same rasteriser on the true mesh: what a perfect CoarseNet would give). The truth is the
+smooth face plus its detail (the sets shade a smooth surface, so the mesh's facets, about a pixel wide at
+S = 128, are an error of the coarse depth too). The figure is the high-pass depth error ``E``
+(``detailsets.highpass_error``: RMS over the face's skin region of ``HP(z - z*)``, ``z`` minus its local
+linear fit under a 5 mm Gaussian, in mm; mean over faces):
+
+* detail set: **detail recovered** ``= 1 - E(fine) / E(coarse)`` (%), with ``coarse`` the depth the method
+  started from (predicted or true).
+* albedo-edge set (no geometric detail): **spurious relief** ``E(fine) / E(coarse)`` (ratio, target <= 1.5x):
+  what a method does where the image shows only albedo edges.
+
+Latency: median over repeats of ``Engine.run`` at batch 1 and 8 on ONNX Runtime CPU (threads named), and of
+``rtface.refine.refine_depth`` per face at batch 1 and 4 (``--no-refine`` leaves it out).
 """
 
 from __future__ import annotations
@@ -89,6 +104,81 @@ def evaluate(nets, model, faces: int, chunk: int = 16, detail_mm: tuple[float, f
                                                                "seeds": f"{EVAL_SEED_OFFSET}..{EVAL_SEED_OFFSET + k - 1}"}
 
 
+def detail_evaluation(nets, model, faces: int, seed: int = 0, refine: bool = True, chunk: int = 16,
+                      refine_config=None) -> dict:
+    """Detail recovered / spurious relief of the FineNet (and the refinement, with ``refine_config``: a
+    :class:`rtface.refine.RefineConfig`, default its defaults) on the held-out detail sets."""
+    from rtface.refine import refine_depth
+
+    from . import detailsets
+    from .realfaces import run_networks
+
+    out: dict = {"faces": faces, "seed": seed, "highpass_mm": detailsets.HIGHPASS_MM, "size": nets.size}
+    methods = ("coarse", "fine") + (("refine",) if refine else ())
+    for kind in detailsets.KINDS:
+        err = {f"{m}_{c}": [] for m in methods for c in ("pred", "true")}
+        t_ref = 0.0
+        for i0 in range(0, faces, chunk):
+            n = min(chunk, faces - i0)
+            b = detailsets.make_set(model, kind, n, size=nets.size, seed=seed, start=i0)
+            res = run_networks(nets, model, b["image"])
+            # "true": the pipeline's rasterisation of the true mesh (a perfect CoarseNet); the truth it is
+            # measured against is the smooth face (+ detail), which the mesh's facets miss by a little
+            depth = {"coarse_pred": res["coarse_depth"], "fine_pred": res["fine_depth"],
+                     "coarse_true": b["mesh_depth"],
+                     "fine_true": nets.fine.run(res["image"], b["mesh_depth"], b["mask"].astype(np.float32))}
+            if refine:
+                t0 = time.perf_counter()
+                depth["refine_pred"] = refine_depth(b["image"], res["coarse_depth"], res["mask"], refine_config)
+                depth["refine_true"] = refine_depth(b["image"], b["mesh_depth"], b["mask"], refine_config)
+                t_ref += time.perf_counter() - t0
+            for i in range(n):
+                for key, d in depth.items():
+                    # on the pixels both masks cover, off the discontinuities of the truth and of the input
+                    pred = key.endswith("_pred")
+                    err[key].append(detailsets.highpass_error(
+                        d[i], b["depth"][i], b["mask"][i], float(b["mm_per_px"][i]), res["mask"][i] if pred else None,
+                        b["landmarks"][i], b["coarse_depth"][i],
+                        res["coarse_depth"][i] if pred else b["mesh_depth"][i]))
+        r = {f"{k}_mm": float(np.nanmean(v)) for k, v in err.items()}
+        for m in methods[1:]:
+            for c in ("pred", "true"):
+                e, e0 = r[f"{m}_{c}_mm"], r[f"coarse_{c}_mm"]
+                if kind == "detail":
+                    r[f"{m}_{c}_recovered"] = 1.0 - e / e0 if e0 > 0 else float("nan")
+                else:
+                    r[f"{m}_{c}_ratio"] = e / e0 if e0 > 0 else float("nan")
+        if refine:
+            r["refine_ms_per_face"] = t_ref / (2 * faces) * 1e3
+        out[kind] = r
+    return out
+
+
+def print_detail(d: dict) -> None:
+    """The detail table of :func:`detail_evaluation`."""
+    refine = "refine_pred_mm" in d["detail"]
+    print(f"\nheld-out detail sets (benchmarks/detailsets.py, another renderer): {d['faces']} faces each, "
+          f"seed {d['seed']}, S={d['size']}; high-pass depth error (sigma {d['highpass_mm']:g} mm), mm")
+    head = f"  {'':34s} {'coarse':>8s} {'FineNet':>16s}" + (f" {'refinement':>16s}" if refine else "")
+    print(head)
+    for kind, label in (("detail", "detail recovered"), ("albedo", "spurious relief")):
+        r = d[kind]
+        for c, cname in (("pred", "predicted coarse"), ("true", "true coarse")):
+            row = f"  {kind + ' set, ' + cname:34s} {r[f'coarse_{c}_mm']:8.4f}"
+            for m in ("fine",) + (("refine",) if refine else ()):
+                e = r[f"{m}_{c}_mm"]
+                if kind == "detail":
+                    row += f" {e:7.4f} ({r[f'{m}_{c}_recovered'] * 100:+5.1f}%)"
+                else:
+                    q = r[f"{m}_{c}_ratio"]
+                    row += f" {e:7.4f} ({q:5.2f}x) " if np.isfinite(q) else f" {e:7.4f}  (  -  ) "
+            print(row)
+        print(f"    ({label}: " + ("1 - E(fine)/E(coarse)" if kind == "detail" else
+                                    "E(fine)/E(coarse), target <= 1.5x") + "; true coarse = the true mesh rasterised)")
+    if refine:
+        print(f"  refinement: {d['detail']['refine_ms_per_face']:.1f} ms per face (CPU, while measuring)")
+
+
 def _shape_error(pred: np.ndarray, gt: np.ndarray) -> float:
     """Mean |pred - gt| after removing each one's mean (depth up to a constant)."""
     return float(np.abs((pred - pred.mean()) - (gt - gt.mean())).mean())
@@ -131,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-accuracy", action="store_true")
     ap.add_argument("--detail-mm", type=float, nargs=2, metavar=("LO", "HI"),
                     help="groove depth range of the synthetic detail (default: rtface.synth's)")
+    ap.add_argument("--detail-faces", type=int, default=48,
+                    help="faces per held-out detail set (benchmarks/detailsets.py); 0 skips them")
+    ap.add_argument("--detail-seed", type=int, default=0, help="seed of the held-out detail sets")
+    ap.add_argument("--no-refine", action="store_true", help="leave the reference refinement out")
+    ap.add_argument("--refine-set", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="refinement settings other than rtface.refine.RefineConfig's defaults (S = 128 units)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     from rtface.face_model import FaceModel
@@ -145,8 +241,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_accuracy:
         result["accuracy"] = evaluate(nets, model, args.faces, detail_mm=args.detail_mm)
         result["accuracy"]["detail_mm"] = list(args.detail_mm or synth_default_detail())
+    if not args.no_accuracy and args.detail_faces > 0:
+        from rtface.refine import RefineConfig
+
+        cfg = RefineConfig.parse(args.refine_set, nets.size)
+        result["detail"] = detail_evaluation(nets, model, args.detail_faces, args.detail_seed,
+                                             refine=not args.no_refine, refine_config=cfg)
+        result["detail"]["refine_config"] = cfg.to_dict()
     if not args.no_latency:
         result["latency"] = latency(nets, args.repeats)
+        if not args.no_refine:
+            from rtface.refine import measure_speed
+
+            result["latency"] |= {f"refine_{k}": v for k, v in measure_speed(size=nets.size).items()}
     print(f"weights {result['weights']} (variant {result['variant']}, S={nets.size}, "
           f"training: {result['training_status']})")
     if "accuracy" in result:
@@ -158,12 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'GT-coarse oracle coarse/fine':28s} {a['oracle_coarse_mm']:8.3f} / {a['oracle_fine_mm']:.3f} mm")
         print(f"  {'  in wrinkles coarse/fine':28s} {a['wrinkle_coarse_mm']:8.3f} / {a['wrinkle_fine_mm']:.3f} mm")
         print(f"  {'mask coverage':28s} {a['coverage'] * 100:8.1f} %")
+    if "detail" in result:
+        print_detail(result["detail"])
     if "latency" in result:
         lat = result["latency"]
         print(f"\nONNX Runtime CPU latency (median, {threads} threads, {os.cpu_count()} cores):")
         print(f"  {'network':8s} {'batch 1':>10s} {'batch 8':>10s}")
         for name in ("coarse", "fine"):
             print(f"  {name:8s} {lat[name + '_b1_ms']:8.2f} ms {lat[name + '_b8_ms']:8.2f} ms")
+        if "refine_b1_ms_per_face" in lat:
+            print(f"  reference refinement (rtface.refine, NumPy/Numba, one thread): "
+                  f"{lat['refine_b1_ms_per_face']:.1f} ms per face at batch 1, "
+                  f"{lat['refine_b4_ms_per_face']:.1f} at batch 4")
     write_json(args.json, result)
     nets.close()
     return 0

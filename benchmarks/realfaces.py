@@ -1,6 +1,23 @@
 """Real-face accuracy of the shipped weights: shape-from-shading error (coarse vs fine) and 68-landmark NME.
 
-``python -m benchmarks.realfaces [--weights DIR] [--faces N] [--limit N] [--json PATH]``
+``python -m benchmarks.realfaces [--weights DIR] [--set utk|300w|both] [--faces N] [--limit N] [--no-refine]
+[--json PATH]``
+
+Held-out real faces (``--set``): ``utk`` the UTKFace held-out split (below), ``300w`` the 554 images of
+``<assets>/faces-300w/test`` (300-W common test set, never trained on: training uses ``faces-300w/train``),
+detected with YuNet and cropped like the pipeline (``train.realdata.Detector``, ``rtface.crop``).
+
+Three depths per face, side by side: the **coarse** depth, the **FineNet**'s and the reference
+**refinement**'s (``rtface.refine.refine_depth`` on the coarse depth; ``--no-refine`` leaves it out). Two
+shape-from-shading residuals (normalised: residual RMSE / standard deviation of the intensity; lower is
+better; ``fine >= 15 %`` below ``coarse`` is the target), measured over the mask eroded by 2 px inside the
+skin region of the predicted landmarks (``benchmarks.detailsets.face_region``), luma in [0, 1]:
+
+* **constant albedo**: for each depth separately, first-order SH lighting and one constant albedo fitted by
+  least squares to the intensity at that depth's normals; the residual is what no lighting explains.
+* **albedo estimated**: lighting and albedo estimated once from the coarse depth by the refinement's
+  method (``rtface.refine.lighting_albedo``: robust lighting from the coarse normals, edge-aware albedo),
+  then held fixed for every depth.
 
 * **SfS photometric error** on the held-out UTKFace crops (``train/realdata.py``: 5 % by file-name hash,
   never trained on), run like the pipeline: CoarseNet (feedback zero) -> 3DMM mesh -> project -> rasterise
@@ -75,6 +92,131 @@ def sfs_errors(res: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.n
     return e["coarse"].sqrt().numpy(), e["fine"].sqrt().numpy(), e["valid"].sum(dim=(1, 2, 3)).numpy()
 
 
+def normalised_residuals(crops_bgr: np.ndarray, res: dict[str, np.ndarray], depths: dict[str, np.ndarray],
+                         refine_config=None) -> dict[str, np.ndarray]:
+    """Per face, the two SfS residuals of the module docstring for each depth in ``depths`` (name -> (N, S, S)).
+
+    Returns ``{"const_<name>": (N,), "albedo_<name>": (N,), "pixels": (N,)}``; NaN where fewer than 50 pixels."""
+    import cv2
+
+    from rtface.refine import lighting_albedo
+    from rtface.render import shading
+
+    from .detailsets import face_region
+
+    n, s = res["mask"].shape[:2]
+    est = lighting_albedo(crops_bgr, res["coarse_depth"], res["mask"], refine_config)
+    out = {f"{k}_{name}": np.full(n, np.nan) for k in ("const", "albedo") for name in depths}
+    out["pixels"] = np.zeros(n, int)
+    for i in range(n):
+        m = res["mask"][i]
+        region = cv2.erode(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        region &= face_region(res["landmarks"][i], s)
+        normals = {}
+        for name, d in depths.items():
+            normals[name], valid = shading.depth_normals(d[i], m, return_valid=True)
+            region &= valid
+        out["pixels"][i] = int(region.sum())
+        if region.sum() < 50:
+            continue
+        lum = est["intensity"][i].astype(np.float64)
+        sd = float(lum[region].std()) or 1.0
+        for name, nrm in normals.items():
+            light = shading.solve_lighting(nrm, lum, region, order=1)
+            r = lum - shading.shade(nrm, light)
+            out[f"const_{name}"][i] = np.sqrt(np.mean(r[region] ** 2)) / sd
+            r = lum - est["albedo"][i] * shading.shade(nrm, est["light"][i])
+            out[f"albedo_{name}"][i] = np.sqrt(np.mean(r[region] ** 2)) / sd
+    return out
+
+
+def load_300w_test(size: int, limit: int | None = None) -> tuple[np.ndarray, list[str], int]:
+    """The 300-W test images (``<assets>/faces-300w/test``) detected and cropped like the pipeline.
+
+    Returns crops (N, S, S, 3) uint8 BGR, their names and the number of images without a detection."""
+    import cv2
+
+    from rtface.assets import data_path
+    from rtface.camera import warp_to_crop
+    from rtface.crop import crop_from_five
+    from train.realdata import Detector
+
+    folder = data_path("faces-300w/test")
+    files = sorted(folder.glob("*.jpg"))[:limit]
+    if not files:
+        raise FileNotFoundError(f"no test images in {folder}: set RTFACE_ASSETS to a folder with faces-300w/test")
+    det = Detector()
+    crops, names, missed = [], [], 0
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        d = det(img) if img is not None else None
+        if d is None:
+            missed += 1
+            continue
+        crops.append(warp_to_crop(img, crop_from_five(d[2], size), size))
+        names.append(f.stem)
+    return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8), names, missed
+
+
+def measure_set(nets, model, crops: np.ndarray, chunk: int, refine: bool, refine_config=None) -> dict:
+    """All real-face SfS figures of one set of crops (N, S, S, 3) BGR (``refine_config``: a
+    :class:`rtface.refine.RefineConfig` for the refinement and the albedo-estimated residual)."""
+    from rtface.refine import refine_depth
+
+    t0 = time.perf_counter()
+    cols: dict[str, list] = {}
+    t_ref = 0.0
+    for i in range(0, len(crops), chunk):
+        c = np.ascontiguousarray(crops[i:i + chunk])
+        res = run_networks(nets, model, c)
+        depths = {"coarse": res["coarse_depth"], "fine": res["fine_depth"]}
+        if refine:
+            t1 = time.perf_counter()
+            depths["refine"] = refine_depth(c, res["coarse_depth"], res["mask"], refine_config)
+            t_ref += time.perf_counter() - t1
+        per = normalised_residuals(c, res, depths, refine_config)
+        co, fi, npx = sfs_errors(res)
+        per |= {"loss_coarse": co, "loss_fine": fi, "loss_pixels": npx}
+        if refine:
+            per["loss_refine"] = sfs_errors({**res, "fine_depth": depths["refine"]})[1]
+        for k, v in per.items():
+            cols.setdefault(k, []).append(np.asarray(v, np.float64))
+    col = {k: np.concatenate(v) for k, v in cols.items()}
+    ok = (col["pixels"] >= 50) & (col["loss_pixels"] >= 50)
+    out: dict = {"faces": int(ok.sum()), "faces_skipped": int((~ok).sum()),
+                 "seconds": round(time.perf_counter() - t0, 1)}
+    names = ("coarse", "fine") + (("refine",) if refine else ())
+    for kind in ("const", "albedo", "loss"):
+        for name in names:
+            out[f"{kind}_{name}"] = float(np.mean(col[f"{kind}_{name}"][ok])) if ok.any() else None
+        for name in names[1:]:
+            c, f = out[f"{kind}_coarse"], out[f"{kind}_{name}"]
+            out[f"{kind}_{name}_gain"] = (1.0 - f / c) if c else None
+            out[f"{kind}_{name}_better_frac"] = float((col[f"{kind}_{name}"][ok] < col[f"{kind}_coarse"][ok]).mean()) \
+                if ok.any() else None
+    if refine:
+        out["refine_ms_per_face"] = t_ref / max(1, len(crops)) * 1e3
+    return out
+
+
+def print_set(title: str, r: dict) -> None:
+    refine = "const_refine" in r
+    print(f"\n{title}: {r['faces']} measured, {r['faces_skipped']} skipped, {r['seconds']} s")
+    if r["const_coarse"] is None:
+        return
+    names = ("fine",) + (("refine",) if refine else ())
+    print(f"  {'SfS residual':36s} {'coarse':>8s} {'FineNet':>18s}" + (f" {'refinement':>18s}" if refine else ""))
+    for kind, label in (("const", "constant albedo, RMSE / std(I)"), ("albedo", "albedo estimated, RMSE / std(I)"),
+                        ("loss", "phase-2 loss RMSE (intensity 0..1)")):
+        row = f"  {label:36s} {r[f'{kind}_coarse']:8.4f}"
+        for nm in names:
+            row += f" {r[f'{kind}_{nm}']:8.4f} ({-r[f'{kind}_{nm}_gain'] * 100:+6.1f}%)"
+        print(row)
+    print("  (in brackets: change from the coarse depth; negative = lower residual; target fine <= -15 %)")
+    if refine:
+        print(f"  refinement: {r['refine_ms_per_face']:.1f} ms per face (CPU, while measuring)")
+
+
 def landmark_nme(nets, model, image_path: Path, pts_path: Path) -> dict:
     import cv2
 
@@ -105,8 +247,14 @@ def landmark_nme(nets, model, image_path: Path, pts_path: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.realfaces", description=__doc__.split("\n")[0])
     ap.add_argument("--weights", help="weights folder (default: the package's rtface/weights)")
-    ap.add_argument("--faces", type=int, default=0, help="at most this many held-out faces (0: all)")
-    ap.add_argument("--limit", type=int, default=None, help="preprocess only the first N archive images")
+    ap.add_argument("--set", choices=("utk", "300w", "both"), default="utk",
+                    help="held-out real faces: UTKFace held-out split, 300-W test, or both")
+    ap.add_argument("--faces", type=int, default=0, help="at most this many held-out faces per set (0: all)")
+    ap.add_argument("--no-refine", action="store_true", help="leave the reference refinement out")
+    ap.add_argument("--refine-set", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="refinement settings other than rtface.refine.RefineConfig's defaults (S = 128 units)")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="preprocess only the first N images (UTK archive / 300-W test folder)")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--json", help="write the results here")
@@ -115,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     from rtface.assets import data_path
     from rtface.face_model import FaceModel
     from rtface.networks import load_networks
+    from rtface.refine import RefineConfig
 
     from train import realdata
 
@@ -124,27 +273,22 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"weights": nets.manifest.get("_dir"), "variant": nets.manifest.get("variant"), "size": s,
                     "training": nets.manifest.get("training", {}).get("status"),
                     "machine": machine()}
+    cfg = RefineConfig.parse(args.refine_set, s)
+    result["refine_config"] = cfg.to_dict()
 
-    faces = realdata.load(s, args.limit, progress=True)
-    idx = faces.indices("heldout")
-    if args.faces:
-        idx = idx[:args.faces]
-    t0 = time.perf_counter()
-    ec, ef, npx = [], [], []
-    for i in range(0, len(idx), args.chunk):
-        sel = np.sort(idx[i:i + args.chunk])
-        res = run_networks(nets, model, np.asarray(faces.crops[sel]))
-        c, f, n = sfs_errors(res)
-        ec.append(c)
-        ef.append(f)
-        npx.append(n)
-    ec, ef, npx = (np.concatenate(v) if v else np.zeros(0) for v in (ec, ef, npx))
-    ok = npx >= 50  # faces whose predicted face region is (almost) empty are not measured
-    result["sfs"] = {"faces": int(ok.sum()), "faces_skipped": int((~ok).sum()), "split": "heldout (5 % by name hash)",
-                     "coarse_rmse": float(ec[ok].mean()) if ok.any() else None,
-                     "fine_rmse": float(ef[ok].mean()) if ok.any() else None,
-                     "fine_better_frac": float((ef[ok] < ec[ok]).mean()) if ok.any() else None,
-                     "seconds": round(time.perf_counter() - t0, 1)}
+    if args.set in ("utk", "both"):
+        faces = realdata.load(s, args.limit, progress=True)
+        idx = np.sort(faces.indices("heldout"))
+        if args.faces:
+            idx = idx[:args.faces]
+        result["sfs"] = measure_set(nets, model, np.asarray(faces.crops[idx]), args.chunk, not args.no_refine, cfg)
+        result["sfs"]["split"] = "UTKFace heldout (5 % by name hash)"
+    if args.set in ("300w", "both"):
+        crops, _, missed = load_300w_test(s, args.limit)
+        if args.faces:
+            crops = crops[:args.faces]
+        result["sfs_300w"] = measure_set(nets, model, crops, args.chunk, not args.no_refine, cfg)
+        result["sfs_300w"] |= {"split": "faces-300w/test", "no_detection": missed}
 
     img = data_path("faces-labeled/image_0010.png")
     pts = img.with_suffix(".pts")
@@ -154,12 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         result["landmarks"] = {"error": f"{img} / {pts} not found"}
 
     print(f"weights {result['weights']} (variant {result['variant']}, S={s}, training: {result['training']})")
-    r = result["sfs"]
-    print(f"\nheld-out real faces (UTKFace): {r['faces']} measured, {r['faces_skipped']} skipped, {r['seconds']} s")
-    if r["coarse_rmse"] is not None:
-        print(f"  {'SfS photometric RMSE':28s} {'coarse':>8s} {'fine':>8s}")
-        print(f"  {'(intensity 0..1)':28s} {r['coarse_rmse']:8.4f} {r['fine_rmse']:8.4f}"
-              f"   fine better on {r['fine_better_frac'] * 100:.0f} % of faces")
+    if "sfs" in result:
+        print_set("held-out real faces (UTKFace held-out split)", result["sfs"])
+    if "sfs_300w" in result:
+        print_set("held-out real faces (300-W test, faces-300w/test)", result["sfs_300w"])
     lmk = result["landmarks"]
     if "nme" in lmk:
         print(f"\n68-landmark NME on {lmk['image']} (norm sqrt(w*h) = {lmk['norm_px']:.1f} px):")

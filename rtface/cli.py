@@ -7,7 +7,7 @@
                       [--detect-every N] [--no-smoothing] [--assets DIR]
     rtface demo [--out DIR] [--frames N] [--backend ...]
     rtface bench [BENCHMARK] [ARGS...]   (python -m benchmarks ..., from a source checkout)
-    rtface build-engines [--precision auto|fp16|fp32]
+    rtface build-engines [--precision auto|fp16|fp32|int8]
     rtface assets [--verify]
 
 Errors that rtface raises on purpose (:mod:`rtface.errors`) are printed as one line, exit code 2; warnings
@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--save", metavar="DIR", help="write per-frame .npz files (depth, landmarks, pose...) into DIR")
     s.add_argument("--meshes", action="store_true", help="with --save: also a .ply mesh per face and frame")
     s.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: auto)")
+    s.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                   help="network precision (default: auto: INT8 on the CPU where shipped, FP16 TensorRT where fast)")
     s.add_argument("--show", action="store_true", help="live preview window (needs a display)")
     s.add_argument("--max-faces", metavar="N", type=_positive, default=4, help="faces per frame at most (default: 4)")
     s.add_argument("--max-frames", metavar="N", type=_positive, default=None, help="stop after N frames")
@@ -91,8 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("args", nargs=argparse.REMAINDER)  # plus unknown options, see main()
 
     e = sub.add_parser("build-engines", help="build the TensorRT engines of the shipped networks")
-    e.add_argument("--precision", choices=("auto", "fp16", "fp32"), default="auto",
-                   help="engine precision (default: auto, fp16 where the GPU has fast fp16)")
+    e.add_argument("--precision", choices=("auto", "fp16", "fp32", "int8"), default="auto",
+                   help="engine precision (default: auto, fp16 where the GPU has fast fp16; int8 builds the "
+                        "shipped INT8 QDQ networks)")
     e.add_argument("--weights", metavar="DIR", help="weights folder (default: the shipped weights)")
 
     a = sub.add_parser("assets", help="get the face model and detector ready (download, convert once) and check them")
@@ -143,7 +146,7 @@ def cmd_stream(args) -> int:
     preview = PreviewWindow() if args.show else None  # fails early and clearly when headless
     pipe = Pipeline(args.weights, backend=args.backend, max_faces=args.max_faces,
                     detect_every=args.detect_every or DETECT_EVERY, smoothing=not args.no_smoothing,
-                    feedback=False if args.no_feedback else None)
+                    feedback=False if args.no_feedback else None, precision=args.precision)
     src_kw = {} if args.live is None else {"live": True}
     source = open_source(_source(args.src), **src_kw)
     single_image = not source.live and source.num_frames == 1
@@ -282,7 +285,15 @@ def cmd_build_engines(args) -> int:
 
     m = load_manifest(args.weights)
     d = Path(m["_dir"])
-    onnx = [d / m["networks"][k]["file"] for k in ("coarse", "fine")]
+    if args.precision == "int8":
+        from .networks import int8_status
+
+        why = int8_status(m)
+        if why is not None:
+            raise InputError(f"--precision int8: {why}. Quantise the weights with 'python -m train.quantize'.")
+        onnx = [d / m["networks"][k]["int8"]["file"] for k in ("coarse", "fine")]
+    else:
+        onnx = [d / m["networks"][k]["file"] for k in ("coarse", "fine")]
     for src, engine in zip(onnx, build_engines(onnx, precision=args.precision)):
         print(f"{src.name}: {engine}")
     return 0

@@ -47,12 +47,48 @@ from .runloop import RunClock, configure_cpu, stop_on_sigterm  # noqa: E402
 PHASE = "coarse-real"
 
 
-def variant_config(name: str = "s"):
-    """The variant's config with the image-only CoarseNet."""
+def variant_config(name: str = "s", blocks: tuple[int, ...] | None = None):
+    """The variant's config with the image-only CoarseNet (and ``blocks`` residual blocks per stage if given)."""
     import dataclasses
 
     cfg = get_variant(name)
-    return dataclasses.replace(cfg, coarse=dataclasses.replace(cfg.coarse, feedback=False))
+    coarse = dataclasses.replace(cfg.coarse, feedback=False)
+    if blocks is not None:
+        coarse = dataclasses.replace(coarse, blocks=tuple(int(b) for b in blocks))
+    return dataclasses.replace(cfg, coarse=coarse)
+
+
+def grow(state: dict, old: CoarseConfig, new_net: CoarseNet) -> dict:
+    """A state dict for ``new_net`` (more residual blocks per stage than ``old``) that computes the same function:
+    every old block keeps its weights as the first blocks of its stage, the added blocks keep their fresh
+    initialisation, whose residual branch is exactly zero (``BasicBlock`` zero-initialises its last BatchNorm's
+    scale), so they start as identities."""
+    new_cfg = new_net.cfg_coarse
+    if len(old.blocks) != len(new_cfg.blocks) or any(n < o for o, n in zip(old.blocks, new_cfg.blocks)):
+        raise ValueError(f"cannot grow blocks {old.blocks} into {new_cfg.blocks}")
+    first = 2 if old.stem_pool else 1  # trunk index of the first residual block
+
+    def index_map(blocks):
+        out, k = [], first
+        for n in blocks:
+            out.append(list(range(k, k + n)))
+            k += n
+        return out, k
+
+    old_idx, old_head = index_map(old.blocks)
+    new_idx, new_head = index_map(new_cfg.blocks)
+    mapping = {i: i for i in range(first)}
+    mapping[old_head] = new_head
+    for o, n in zip(old_idx, new_idx):
+        mapping.update(dict(zip(o, n)))
+    out = dict(new_net.state_dict())
+    for key, value in state.items():
+        if key.startswith("trunk."):
+            parts = key.split(".")
+            parts[1] = str(mapping[int(parts[1])])
+            key = ".".join(parts)
+        out[key] = value
+    return out
 
 
 def coarse_from_onnx(path: str | os.PathLike, cfg, calibration: np.ndarray) -> CoarseNet:
@@ -209,7 +245,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", required=True)
     ap.add_argument("--variant", default="s")
     ap.add_argument("--init-onnx", help="start from this CoarseNet ONNX (e.g. rtface/weights/coarse_s.onnx)")
-    ap.add_argument("--init", help="start from this checkpoint's CoarseNet")
+    ap.add_argument("--init", help="start from this checkpoint's CoarseNet (grown to --blocks if those are deeper)")
+    ap.add_argument("--blocks", help="residual blocks per stage, e.g. 2,2,2,2 (default: the variant's)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -243,7 +280,8 @@ def main(argv=None) -> int:
     model = FaceModel.load()
     last = out / "ckpt_last.pt"
     resume = load_checkpoint(last, face_model_hash=model.hash) if args.resume and last.is_file() else None
-    cfg = from_dict(resume["config"]) if resume else variant_config(args.variant)
+    blocks = tuple(int(b) for b in args.blocks.split(",")) if args.blocks else None
+    cfg = from_dict(resume["config"]) if resume else variant_config(args.variant, blocks)
     weights = {"landmark": args.w_landmark, "vertex": args.w_vertex, "identity": args.w_identity,
                "expression": args.w_expression}
     trainer = Trainer(cfg, model, args.steps, args.lr, weights)
@@ -253,7 +291,9 @@ def main(argv=None) -> int:
         trainer.step_index = int(resume["step"])
         print(f"resumed from {last} at step {trainer.step_index}", flush=True)
     elif args.init:
-        trainer.coarse.load_state_dict(load_checkpoint(args.init, face_model_hash=model.hash)["coarse"])
+        init = load_checkpoint(args.init, face_model_hash=model.hash)
+        trainer.coarse.load_state_dict(grow(init["coarse"], from_dict(init["config"]).coarse, trainer.coarse))
+        print(f"CoarseNet initialised from {args.init}", flush=True)
     elif args.init_onnx:
         trainer.coarse.load_state_dict(coarse_from_onnx(args.init_onnx, cfg, calibration_crops(cfg.size)).state_dict())
         print(f"CoarseNet initialised from {args.init_onnx}", flush=True)

@@ -94,6 +94,7 @@ class CoarseNet(nn.Module):
         super().__init__()
         self.size = cfg.size
         c = cfg.coarse
+        self.cfg_coarse = c
         _register_image_norm(self)
         fp = frontal_pose(cfg.size)
         self.register_buffer("pose_ref", torch.tensor(fp, dtype=torch.float32), persistent=False)

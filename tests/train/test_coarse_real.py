@@ -63,3 +63,28 @@ def test_short_training_run_lowers_the_landmark_loss(spec, face_model):
     assert np.isfinite(last) and last < 0.7 * first
     state = tr.state({"test": True})
     assert state["phase"] == "coarse-real" and state["config"]["coarse"]["feedback"] is False
+
+
+def test_grown_net_computes_the_same_function():
+    import torch
+
+    from train.coarse_real import grow, variant_config
+    from train.nets import CoarseNet
+
+    torch.manual_seed(0)
+    small, big = variant_config("s", (1, 1, 1, 1)), variant_config("s", (2, 2, 2, 2))
+    a = CoarseNet(small)
+    with torch.no_grad():  # make every BatchNorm non-trivial, as after training
+        for m in a.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.running_mean.uniform_(-0.1, 0.1)
+    b = CoarseNet(big)
+    b.load_state_dict(grow(a.state_dict(), small.coarse, b))
+    x = torch.rand(2, 3, small.size, small.size)
+    a.eval()
+    b.eval()
+    with torch.no_grad():
+        for u, v in zip(a(x), b(x)):
+            assert torch.allclose(u, v, atol=1e-5)
+    assert sum(p.numel() for p in b.parameters()) > sum(p.numel() for p in a.parameters())

@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -42,7 +41,7 @@ from .geometry import TorchFaceModel, project  # noqa: E402
 from .nets import CoarseNet  # noqa: E402
 from .phase1 import (CHECKPOINT_FORMAT, load_checkpoint, loss_vertex_ids, lr_factor, optimise,  # noqa: E402
                      save_checkpoint)
-from .runloop import RunClock, configure_cpu, stop_on_sigterm  # noqa: E402
+from .runloop import RunClock, start_run, stop_on_sigterm  # noqa: E402
 
 PHASE = "coarse-real"
 
@@ -268,17 +267,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     from tqdm import tqdm
 
-    from rtface.face_model import FaceModel
-
     from .realdata68 import MIX, Stream
 
     args = parse_args(argv)
-    configure_cpu(args.threads)
-    torch.manual_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = FaceModel.load()
-    last = out / "ckpt_last.pt"
+    out, model, last = start_run(args.out, args.threads, args.seed)
     resume = load_checkpoint(last, face_model_hash=model.hash) if args.resume and last.is_file() else None
     blocks = tuple(int(b) for b in args.blocks.split(",")) if args.blocks else None
     cfg = from_dict(resume["config"]) if resume else variant_config(args.variant, blocks)

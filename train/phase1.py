@@ -45,7 +45,7 @@ from .data import BatchStream, to_tensors  # noqa: E402
 from .geometry import TorchFaceModel, project  # noqa: E402
 from .nets import CoarseNet, FineNet  # noqa: E402
 from .render_layer import RenderLayer  # noqa: E402
-from .runloop import RunClock, configure_cpu, stop_on_sigterm  # noqa: E402
+from .runloop import RunClock, start_run, stop_on_sigterm  # noqa: E402
 
 CHECKPOINT_FORMAT = 1
 
@@ -281,20 +281,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from rtface.face_model import FaceModel
-
-
-    configure_cpu(args.threads)
-    torch.manual_seed(args.seed)
+    out, model, last = start_run(args.out, args.threads, args.seed)
     np.random.seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = FaceModel.load()
     cfg = with_train(get_variant(args.variant), batch_size=args.batch_size, fine_batch_size=args.fine_batch_size,
                      lr=args.lr, data_workers=args.workers, ckpt_every_s=args.ckpt_every,
                      log_every=args.log_every, w_depth=args.w_depth, seed=args.seed,
                      fine_only=True if args.fine_only else None)
-    last = out / "ckpt_last.pt"
     resume = None
     if args.resume and last.is_file():
         resume = load_checkpoint(last, variant=cfg.name, face_model_hash=model.hash)

@@ -59,7 +59,7 @@ from .nets import CoarseNet, FineNet
 from .phase1 import (CHECKPOINT_FORMAT, CheckpointError, config_of, fine_detail_losses, load_checkpoint, lr_factor,
                      optimise, save_checkpoint)
 from .render_layer import RenderLayer
-from .runloop import RunClock, configure_cpu, stop_on_sigterm
+from .runloop import RunClock, start_run, stop_on_sigterm
 
 
 class Phase2:
@@ -362,16 +362,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from tqdm import tqdm
 
-    from rtface.face_model import FaceModel
-
     from . import realdata
 
-    configure_cpu(args.threads)
-    torch.manual_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = FaceModel.load()
-    last = out / "ckpt_last.pt"
+    out, model, last = start_run(args.out, args.threads, args.seed)
     resume = None
     if args.resume and last.is_file():
         resume = load_checkpoint(last, variant=args.variant, face_model_hash=model.hash)

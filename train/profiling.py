@@ -31,7 +31,6 @@ VISIBLE_TOL_PX = 1.5
 
 def _mirror_index(model) -> np.ndarray:
     """For every vertex, the nearest vertex of the mean face mirrored in x (its left/right partner)."""
-    import cv2  # noqa: F401  (OpenCV is a dependency of the runtime anyway)
     from scipy.spatial import cKDTree
 
     m = np.asarray(model.mean, np.float64)

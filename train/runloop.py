@@ -27,6 +27,22 @@ def configure_cpu(threads: int) -> None:
         pass
 
 
+def start_run(out: str, threads: int, seed: int):
+    """Common start of a training command: CPU set-up, torch seed, the run folder, the face model and the path of
+    the run's ``ckpt_last.pt``. Returns ``(out, model, last)``."""
+    from pathlib import Path
+
+    import torch
+
+    from rtface.face_model import FaceModel
+
+    configure_cpu(threads)
+    torch.manual_seed(seed)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, FaceModel.load(), folder / "ckpt_last.pt"
+
+
 def stop_on_sigterm() -> None:
     """``kill PID`` raises KeyboardInterrupt in the main thread, so the loop's ``finally`` writes its checkpoint."""
 

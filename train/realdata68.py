@@ -126,7 +126,8 @@ def jitter_transform(five: np.ndarray, size: int, rng: np.random.Generator) -> n
 
 
 def appearance(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Photometric augmentation of a BGR uint8 crop (in place where possible)."""
+    """Photometric augmentation of a BGR uint8 crop: contrast, brightness, white balance, saturation, gamma, grey,
+    an occluder, blur, noise and JPEG, each with its own probability; returns a new crop."""
     import cv2
 
     s = img.shape[0]

@@ -4,7 +4,7 @@
 
 Four rows of four tiles: near-frontal faces, turned faces (15-45 deg of yaw by their fits), open mouths and
 smiles, and test faces profiled to 60-90 deg (re-rendered, ``train.profiling``). Each tile is the face crop the
-CoarseNet sees (detector framing, then one tracked pass, as in ``benchmarks.landmarks``) with the coarse mesh
+CoarseNet sees (detector framing; six views averaged, as ``rtface.reconstruct`` does) with the coarse mesh
 rendered and shaded over it, the predicted 68 landmarks (green) and the hand-annotated ones (red; the re-rendered
 ones for profiled faces), and the face's box-NME in %. Faces are chosen by their fits only, never by the error.
 """
@@ -40,21 +40,17 @@ def tile(image: np.ndarray, gt: np.ndarray, five: np.ndarray, predict, model, co
     import cv2
 
     from rtface.camera import apply_affine, invert_affine, project, warp_to_crop
-    from rtface.crop import crop_from_five, five_from_68
-    from rtface.networks import preprocess
+    from rtface.crop import crop_from_five
     from rtface.render import rasterize
+    from rtface.views import MAX_VIEWS
     from rtface.viz import overlay, shade_depth
 
-    from .landmarks import _nme, landmarks_from_params
+    from .landmarks import _nme, landmarks_from_params, predict_crops
 
     a = crop_from_five(five, size)
-    for _ in range(2):  # detector framing, then the tracker's framing from the first estimate
-        crop = warp_to_crop(image, a, size)
-        params = predict(preprocess(crop[None]))
-        lm = landmarks_from_params(model, contour, params)[0]
-        a_next = crop_from_five(five_from_68(apply_affine(invert_affine(a), lm)), size)
-        last_a, a = a, a_next
-    a = last_a
+    crop = warp_to_crop(image, a, size)
+    params = predict_crops(predict, model, size, [image], [a], MAX_VIEWS)
+    lm = landmarks_from_params(model, contour, params)[0]
     verts = project(model.vertices(params["identity"][0], params["expression"][0]), params["pose"][0])
     r = rasterize(verts.astype(np.float32), model.triangles, size, size, backend="cpu")
     k = out_px / size

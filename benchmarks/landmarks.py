@@ -6,8 +6,11 @@ Protocol (300-W "common" test subset, ``faces-300w/test``: LFPW test + Helen tes
   gives five points, the face is cropped to S x S with the pipeline's framing (``rtface.crop``), the CoarseNet
   (ONNX Runtime, CPU) regresses the face model and pose, and the 68 landmarks are the model's landmark vertices
   with the jaw contour marched to the silhouette (``rtface.contour``), mapped back to the photo;
+* views (``rtface.views``): ``rtface.reconstruct`` gives a single image's CoarseNet six views of each face (the
+  crop, its mirror, two tighter crops and their mirrors) and averages the answers; streams use one view. Both
+  are reported: "single image" (six views, as ``reconstruct``), "single image, 1 view";
 * ``tracked``: one more pass with the crop made from those landmarks, as the tracker makes the next frame's crop
-  in a video (what a stream reports from its second frame on);
+  in a video (what a stream reports from its second frame on; one view, as streams run by default);
 * errors: mean point-to-point error over the 68 points, divided by sqrt(w*h) of the ground-truth landmarks' box
   ("box", the 3DDFA protocol) or by the outer-eye-corner distance (points 36 and 45, "inter-ocular"); failure
   rate = share of faces with an inter-ocular NME above 8 %. Faces the detector misses (0.4 %) are framed from the
@@ -58,15 +61,31 @@ def landmarks_from_params(model, contour, params: dict[str, np.ndarray]) -> np.n
     return np.stack(out)
 
 
+def predict_crops(predict: Callable[[np.ndarray], dict], model, size: int, images: list[np.ndarray],
+                  affines: list[np.ndarray], views: int = 1, chunk: int = 16) -> dict[str, np.ndarray]:
+    """CoarseNet parameters (crop of each ``affines[i]``) of ``images[i]`` from ``views`` views (:mod:`rtface.views`:
+    zoomed views are cropped from the image, as the pipeline crops them)."""
+    from rtface.camera import warp_to_crop
+    from rtface.networks import preprocess
+    from rtface.views import expression_mirror, frame_to_view, run_views, zooms
+
+    crops = {z: preprocess(np.stack([warp_to_crop(im, frame_to_view(a, z, size), size)
+                                     for im, a in zip(images, affines)])) for z in zooms(views)}
+    return run_views(predict, crops, views, size, expression_mirror(model.expression_names), chunk)
+
+
 def evaluate_images(predict: Callable[[np.ndarray], dict], model, size: int, images: list[np.ndarray],
-                    gts: np.ndarray, fives: np.ndarray, passes: int = 2, chunk: int = 16) -> dict[str, np.ndarray]:
-    """Landmarks (image px) after each pass for every image; ``fives`` (N,5,2) first-pass framing points."""
-    from rtface.camera import apply_affine, invert_affine, warp_to_crop
+                    gts: np.ndarray, fives: np.ndarray, passes: int = 2, chunk: int = 16,
+                    views: int | tuple[int, ...] = 1) -> dict[str, np.ndarray]:
+    """Landmarks (image px) after each pass for every image; ``fives`` (N,5,2) first-pass framing points.
+
+    ``views``: CoarseNet views per face (:mod:`rtface.views`), one count for every pass or one per pass."""
+    from rtface.camera import apply_affine, invert_affine
     from rtface.contour import Contour
     from rtface.crop import crop_from_five, five_from_68
-    from rtface.networks import preprocess
 
     contour = Contour(model)
+    per_pass = (views,) * passes if isinstance(views, int) else tuple(views)
     n = len(images)
     cur = np.asarray(fives, np.float64)
     out = {}
@@ -75,8 +94,7 @@ def evaluate_images(predict: Callable[[np.ndarray], dict], model, size: int, ima
         for s in range(0, n, chunk):
             idx = range(s, min(n, s + chunk))
             aff = [crop_from_five(cur[i], size) for i in idx]
-            crops = np.stack([warp_to_crop(images[i], a, size) for i, a in zip(idx, aff)])
-            params = predict(preprocess(crops))
+            params = predict_crops(predict, model, size, [images[i] for i in idx], aff, per_pass[p], chunk)
             lm = landmarks_from_params(model, contour, params)
             for j, (i, a) in enumerate(zip(idx, aff)):
                 preds[i] = apply_affine(invert_affine(a), lm[j])
@@ -110,8 +128,9 @@ def _load_test(set_name: str, limit: int | None):
 
 
 def evaluate_set(predict: Callable, model, size: int, set_name: str = "300w-test", limit: int | None = None,
-                 passes: int = 2) -> dict:
-    """NME summary of the last pass (and ``pass1`` when ``passes`` > 1) on a labelled set."""
+                 passes: int = 2, views: int | tuple[int, ...] = 1) -> dict:
+    """NME summary of the last pass (and ``pass1`` when ``passes`` > 1) on a labelled set; ``views`` as
+    :func:`evaluate_images`."""
     from rtface.crop import five_from_68
 
     lab, idx, images = _load_test(set_name, limit)
@@ -119,7 +138,7 @@ def evaluate_set(predict: Callable, model, size: int, set_name: str = "300w-test
     det = lab.det_five[idx].astype(np.float64)
     missed = ~np.isfinite(det).all(axis=(1, 2))
     fives = np.where(missed[:, None, None], five_from_68(gts), det)
-    preds = evaluate_images(predict, model, size, images, gts, fives, passes)
+    preds = evaluate_images(predict, model, size, images, gts, fives, passes, views=views)
     r = _summary(preds[f"pass{passes}"], gts, lab.names[idx])
     if passes > 1:
         r["pass1"] = _summary(preds["pass1"], gts, lab.names[idx])
@@ -127,8 +146,9 @@ def evaluate_set(predict: Callable, model, size: int, set_name: str = "300w-test
     return r
 
 
-def evaluate_profiled(predict: Callable, model, size: int, passes: int = 2, limit: int | None = None) -> dict:
-    """NME by yaw bucket on the profiled 300-W test faces (module docstring)."""
+def evaluate_profiled(predict: Callable, model, size: int, passes: int = 2, limit: int | None = None,
+                      views: int | tuple[int, ...] = 1) -> dict:
+    """NME by yaw bucket on the profiled 300-W test faces (module docstring), after the last pass."""
     import cv2
 
     from rtface.crop import five_from_68
@@ -142,7 +162,7 @@ def evaluate_profiled(predict: Callable, model, size: int, passes: int = 2, limi
     det = d["det_five"][idx].astype(np.float64)
     missed = ~np.isfinite(det).all(axis=(1, 2))
     fives = np.where(missed[:, None, None], five_from_68(gts), det)
-    preds = evaluate_images(predict, model, size, images, gts, fives, passes)[f"pass{passes}"]
+    preds = evaluate_images(predict, model, size, images, gts, fives, passes, views=views)[f"pass{passes}"]
     box, iod = _nme(preds, gts)
     yaw = np.rad2deg(np.abs(d["pose"][idx, 1]))
     out = {}
@@ -241,14 +261,19 @@ def main(argv: list[str] | None = None) -> int:
     from rtface.face_model import FaceModel
 
     model = FaceModel.load()
+    from rtface.views import MAX_VIEWS
+
     predict, size = onnx_predictor(a.weights)
-    rows = {"this release (tracked: 2nd pass)": evaluate_set(predict, model, size, limit=a.limit)}
-    rows["this release (single image)"] = rows["this release (tracked: 2nd pass)"].pop("pass1")
+    rows = {"this release (single image: rtface.reconstruct, 6 views)":
+            evaluate_set(predict, model, size, limit=a.limit, passes=1, views=MAX_VIEWS)}
+    rows["this release (tracked: 2nd pass, 1 view, as streams)"] = evaluate_set(predict, model, size, limit=a.limit)
+    rows["this release (single image, 1 view)"] = rows["this release (tracked: 2nd pass, 1 view, as streams)"].pop(
+        "pass1")
     rows["mean face at the template (detector framing)"] = evaluate_set(template_predictor(size), model, size,
                                                                         limit=a.limit, passes=1)
     if a.baseline:
         bp, bs = onnx_predictor(a.baseline)
-        rows["baseline (single image)"] = evaluate_set(bp, model, bs, limit=a.limit, passes=1)
+        rows["baseline (single image, 1 view)"] = evaluate_set(bp, model, bs, limit=a.limit, passes=1)
     print(f"machine: {machine()}")
     print("\n300-W test (common subset), 68-point NME in % (box: sqrt(w*h) of the GT box; IO: outer eye corners)\n")
     print("| weights | box NME | IO NME | failures (IO > 8 %) | LFPW box / IO | Helen box / IO |")
@@ -257,10 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         print(_row(k, r))
     result = {"machine": machine(), "test": rows}
     if not a.no_profiled:
-        result["profiled"] = {"this release": evaluate_profiled(predict, model, size, limit=a.limit)}
+        result["profiled"] = {
+            "this release (single image, 6 views)": evaluate_profiled(predict, model, size, passes=1, limit=a.limit,
+                                                                      views=MAX_VIEWS),
+            "this release (tracked, 1 view)": evaluate_profiled(predict, model, size, limit=a.limit)}
         if a.baseline:
-            result["profiled"]["baseline"] = evaluate_profiled(bp, model, bs, limit=a.limit)
-        print("\nProfiled 300-W test faces (re-rendered at a new yaw), box NME %, tracked\n")
+            result["profiled"]["baseline (tracked, 1 view)"] = evaluate_profiled(bp, model, bs, limit=a.limit)
+        print("\nProfiled 300-W test faces (re-rendered at a new yaw), box NME %\n")
         for k, r in result["profiled"].items():
             print(f"- {k}: " + ", ".join(f"{b} deg: {v['box_nme']:.2f} ({v['faces']} faces, detector missed "
                                          f"{v['detector_missed_%']:.0f} %)" for b, v in r.items()))

@@ -4,7 +4,7 @@
 
     rtface stream SRC [--out depth.mp4|depth.png] [--out-size 1920|WxH|full] [--save DIR [--meshes]]
                       [--backend auto|cpu|cuda|tensorrt] [--show] [--max-faces N] [--max-frames N]
-                      [--detect-every N] [--no-smoothing] [--assets DIR]
+                      [--detect-every N] [--no-smoothing] [--views N] [--assets DIR]
     rtface demo [--out DIR] [--frames N] [--backend ...]
     rtface bench [BENCHMARK] [ARGS...]   (python -m benchmarks ..., from a source checkout)
     rtface build-engines [--precision auto|fp16|fp32|int8]
@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--detect-every", metavar="N", type=_positive, default=None, help="detector period in frames")
     s.add_argument("--no-smoothing", action="store_true", help="turn the One-Euro smoothing off")
     s.add_argument("--no-feedback", action="store_true", help="do not feed the previous estimate back")
+    s.add_argument("--views", metavar="N", type=_positive, default=None,
+                   help="CoarseNet views per face, 1-6 (the crop, its mirror, tighter crops; more is more accurate "
+                        "and slower); default: 6 for a single image, 1 for video")
     s.add_argument("--weights", metavar="DIR", help="weights folder (default: the shipped weights)")
     s.add_argument("--live", action="store_true", default=None, help="treat the source as live (drop stale frames)")
     s.add_argument("--assets", metavar="DIR", dest="assets_sub", help=argparse.SUPPRESS)
@@ -146,7 +149,7 @@ def cmd_stream(args) -> int:
     preview = PreviewWindow() if args.show else None  # fails early and clearly when headless
     pipe = Pipeline(args.weights, backend=args.backend, max_faces=args.max_faces,
                     detect_every=args.detect_every or DETECT_EVERY, smoothing=not args.no_smoothing,
-                    feedback=False if args.no_feedback else None, precision=args.precision)
+                    feedback=False if args.no_feedback else None, precision=args.precision, views=args.views)
     src_kw = {} if args.live is None else {"live": True}
     source = open_source(_source(args.src), **src_kw)
     single_image = not source.live and source.num_frames == 1

@@ -97,18 +97,22 @@ class Pipeline:
             PIL, imageio, matplotlib). RGB arrays are converted once on entry; everything after works in BGR
             (``FrameResult.image`` is BGR). Frames rtface decodes itself (files, URLs, webcams) are BGR already,
             whatever ``color`` says.
+        views: test-time views of each face for the CoarseNet (:mod:`rtface.views`: the crop, its mirror, tighter
+            crops), 1 to 6; more views are more accurate and cost one CoarseNet run each. None (default): all
+            six for single images, one for streams. Views above 1 need a CoarseNet without feedback input.
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, backend: str = "auto", detector: Any = None, *,
                  max_faces: int = MAX_FACES, detect_every: int = DETECT_EVERY, verify_every: int | None = None,
                  smoothing: Any = True, feedback: bool | None = None, face_model: Any = None,
                  threads: int | None = None, detect_size: int = 320, score_threshold: float | None = None,
-                 precision: str = "auto", color: str = "bgr") -> None:
+                 precision: str = "auto", color: str = "bgr", views: int | None = None) -> None:
         from .detect import SCORE_THRESHOLD, Detector
         from .face_model import FaceModel
         from .networks import load_networks
         from .render.feedback import pncc_code
         from .track import VERIFY_EVERY
+        from .views import check_views, expression_mirror
 
         if isinstance(max_faces, bool) or not isinstance(max_faces, (int, np.integer)) or max_faces < 1:
             raise InputError(f"max_faces must be a positive integer, got {max_faces!r}")
@@ -137,6 +141,10 @@ class Pipeline:
             raise InputError(f"feedback=True, but the CoarseNet of {self.networks.manifest.get('_dir')} has no "
                              f"feedback input (image only); use feedback=None or False")
         self.feedback = takes if feedback is None else bool(feedback)
+        self.views = None if views is None else check_views(views)
+        if self.feedback and (self.views or 1) > 1:
+            raise InputError(f"views={views} needs a CoarseNet without feedback (its mirrored and zoomed views have "
+                             f"no previous estimate); use views=1 or feedback=False")
         self.size = self.networks.size
         self.backend = self.networks.coarse.backend
         self.precision = self.networks.precision
@@ -153,6 +161,7 @@ class Pipeline:
         self._triangles = np.ascontiguousarray(m.triangles, dtype=np.int32)
         self._landmarks = np.asarray(m.landmarks, dtype=np.int64)
         self._contour = Contour(m)
+        self._exp_mirror = expression_mirror(m.expression_names)
         self._pncc = pncc_code(m.mean)
         self._gpu = _GpuStages(self) if self.device == "cuda" else None
         self._state_lock = threading.Lock()
@@ -183,7 +192,7 @@ class Pipeline:
         t_start = time.perf_counter()
         image = self._entry(image, None, True)
         tracker = Tracker(self.detector, self.size, detect_every=1, max_faces=self.max_faces)
-        return self._process(image, index, timestamp, 0.0, tracker, None, t_start)
+        return self._process(image, index, timestamp, 0.0, tracker, None, t_start, single=True)
 
     def step(self, image: Any, index: int = 0, timestamp: float = 0.0, decode_ms: float = 0.0) -> FrameResult:
         """Process the next frame of a stream (tracking and smoothing carry over from the previous call).
@@ -192,11 +201,11 @@ class Pipeline:
         return self._step(image, index, timestamp, decode_ms, True)
 
     def _step(self, image: Any, index: int, timestamp: float, decode_ms: float, convert: bool,
-              wait_ms: float = 0.0) -> FrameResult:
+              wait_ms: float = 0.0, single: bool = False) -> FrameResult:
         t_start = time.perf_counter()
         image = self._entry(image, index, convert)
         with self._state_lock:
-            r = self._process(image, index, timestamp, decode_ms, self._tracker, self._smoother, t_start)
+            r = self._process(image, index, timestamp, decode_ms, self._tracker, self._smoother, t_start, single)
         r.timings["wait"] = float(wait_ms)
         return r
 
@@ -208,7 +217,8 @@ class Pipeline:
         ``live`` forces live (latest-frame-wins) or file semantics; ``max_frames`` stops after that many frames;
         ``decode_threads``: FFmpeg decoder threads for video files (default: one fewer than the physical cores).
         Arrays and iterables of arrays are in the channel order ``color``; files, URLs and webcams are decoded
-        by rtface (BGR).
+        by rtface (BGR). A source of exactly one frame (an image file) is reconstructed as a single image
+        (``views``: all of them by default).
         """
         kw: dict[str, Any] = {}
         if live is not None:
@@ -225,6 +235,7 @@ class Pipeline:
 
         convert = not isinstance(src, (str, os.PathLike, int, np.integer, FrameSource))  # caller's arrays
         source = open_source(src, **kw)
+        single = not source.live and source.num_frames == 1
         self.reset()
         n = 0
         frames = iter(source)
@@ -234,7 +245,8 @@ class Pipeline:
                 frame = next(frames, None)
                 if frame is None:
                     break
-                yield self._step(frame.image, frame.index, frame.timestamp, frame.decode_ms, convert, _ms(t0))
+                yield self._step(frame.image, frame.index, frame.timestamp, frame.decode_ms, convert, _ms(t0),
+                                 single)
                 n += 1
         finally:
             source.close()
@@ -249,8 +261,16 @@ class Pipeline:
         self.close()
 
     # ------------------------------------------------------------------------------------------ stages
+    def n_views(self, single: bool) -> int:
+        """CoarseNet views per face (:mod:`rtface.views`) for a single image or a stream frame."""
+        from .views import MAX_VIEWS
+
+        if self.views is not None:
+            return self.views
+        return MAX_VIEWS if single and not self.feedback else 1
+
     def _process(self, image: np.ndarray, index: int, timestamp: float, decode_ms: float, tracker: Tracker,
-                 smoother: Smoother | None, t_start: float | None = None) -> FrameResult:
+                 smoother: Smoother | None, t_start: float | None = None, single: bool = False) -> FrameResult:
         if t_start is None:
             t_start = time.perf_counter()
         timings: dict[str, float] = {"decode": float(decode_ms), "wait": 0.0}
@@ -264,9 +284,9 @@ class Pipeline:
             for k in ("crop", "feedback", "coarse", "mesh", "render", "fine"):
                 timings[k] = 0.0
         elif self._gpu is not None:
-            faces = self._gpu.run(image, tracks, timings, timestamp, tracker, smoother)
+            faces = self._gpu.run(image, tracks, timings, timestamp, tracker, smoother, self.n_views(single))
         else:
-            faces = self._run_cpu(image, tracks, timings, timestamp, tracker, smoother)
+            faces = self._run_cpu(image, tracks, timings, timestamp, tracker, smoother, self.n_views(single))
         result = FrameResult(index, timestamp, image, faces, timings, tracker.detected)
         total = _ms(t_start)
         timings["other"] = max(0.0, total - sum(timings[k] for k in _WORK if k != "other"))
@@ -299,15 +319,25 @@ class Pipeline:
         _posed_mesh(coeffs, self._basis, self._mean, r, np.ascontiguousarray(pose, dtype=np.float32), out)
         return out
 
-    def _run_cpu(self, image, tracks, timings, timestamp, tracker, smoother) -> list[FaceResult]:
+    def _coarse_views(self, images: Any, view_crops: dict[float, Any], n_views: int, to_numpy=np.asarray) -> dict:
+        from .views import run_views
+
+        coarse = self.networks.coarse
+        return run_views(coarse.run, {1.0: images, **view_crops}, n_views, self.size, self._exp_mirror,
+                         coarse.engine.max_batch, to_numpy)
+
+    def _run_cpu(self, image, tracks, timings, timestamp, tracker, smoother, n_views: int = 1) -> list[FaceResult]:
         from .networks import preprocess
         from .render import rasterize
         from .render.feedback import render_feedback
+        from .views import frame_to_view, zooms
 
         s, n = self.size, len(tracks)
         t0 = time.perf_counter()
         crops = np.stack([warp_to_crop(image, t.frame_to_crop, s) for t in tracks])
         images = preprocess(crops)
+        view_crops = {z: preprocess(np.stack([warp_to_crop(image, frame_to_view(t.frame_to_crop, z, s), s)
+                                              for t in tracks])) for z in zooms(n_views)[1:]}
         timings["crop"] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -320,7 +350,10 @@ class Pipeline:
         timings["feedback"] = _ms(t0)
 
         t0 = time.perf_counter()
-        out = self.networks.coarse.run(images, fb)
+        if n_views > 1:
+            out = self._coarse_views(images, view_crops, n_views)
+        else:
+            out = self.networks.coarse.run(images, fb)
         timings["coarse"] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -402,41 +435,46 @@ def _affine_points(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _numba_posed_mesh():
-    from numba import njit
+    from numba import njit, prange
 
-    @njit(cache=True, fastmath=True, nogil=True)
+    @njit(cache=True, fastmath=True, nogil=True, parallel=True)
     def posed_mesh(coeffs, basis, mean, rot, pose, depth_offset, out):
         """out[n] = project(mean + coeffs[n] @ basis, pose[n]); basis (K, 3V), rot (N, 3, 3), out (N, V, 3).
 
         The basis (17 MB for the ICT face area) is the memory traffic: each row is read once for all faces
-        of the batch (mode-major loop), so N faces cost little more than one."""
+        of the batch (mode-major loop), so N faces cost little more than one. Blocks of vertices run on
+        Numba's threads; a block's partial meshes stay in the L1 cache while the basis streams past."""
         n_faces, k_modes = coeffs.shape
-        m = mean.shape[0]
-        flat = np.empty((n_faces, m), np.float32)
-        for n in range(n_faces):
-            for j in range(m):
-                flat[n, j] = mean[j]
-        for k in range(k_modes):
-            row = basis[k]
+        nv = mean.shape[0] // 3
+        block = 512
+        for b in prange((nv + block - 1) // block):
+            j0 = 3 * b * block
+            j1 = 3 * min(nv, (b + 1) * block)
+            flat = np.empty((n_faces, j1 - j0), np.float32)
             for n in range(n_faces):
-                c = coeffs[n, k]
-                if c != 0.0:
-                    acc = flat[n]
-                    for j in range(m):
-                        acc[j] += c * row[j]
-        for n in range(n_faces):
-            s = pose[n, 3]
-            tx = pose[n, 4]
-            ty = pose[n, 5]
-            r = rot[n]
-            f = flat[n]
-            for v in range(m // 3):
-                x = f[3 * v]
-                y = f[3 * v + 1]
-                z = f[3 * v + 2]
-                out[n, v, 0] = tx + s * (r[0, 0] * x + r[0, 1] * y + r[0, 2] * z)
-                out[n, v, 1] = ty - s * (r[1, 0] * x + r[1, 1] * y + r[1, 2] * z)
-                out[n, v, 2] = s * (r[2, 0] * x + r[2, 1] * y + r[2, 2] * z + depth_offset)
+                for j in range(j0, j1):
+                    flat[n, j - j0] = mean[j]
+            for k in range(k_modes):
+                row = basis[k]
+                for n in range(n_faces):
+                    c = coeffs[n, k]
+                    if c != 0.0:
+                        acc = flat[n]
+                        for j in range(j0, j1):
+                            acc[j - j0] += c * row[j]
+            for n in range(n_faces):
+                s = pose[n, 3]
+                tx = pose[n, 4]
+                ty = pose[n, 5]
+                r = rot[n]
+                f = flat[n]
+                for v in range(j0 // 3, j1 // 3):
+                    x = f[3 * v - j0]
+                    y = f[3 * v + 1 - j0]
+                    z = f[3 * v + 2 - j0]
+                    out[n, v, 0] = tx + s * (r[0, 0] * x + r[0, 1] * y + r[0, 2] * z)
+                    out[n, v, 1] = ty - s * (r[1, 0] * x + r[1, 1] * y + r[1, 2] * z)
+                    out[n, v, 2] = s * (r[2, 0] * x + r[2, 1] * y + r[2, 2] * z + depth_offset)
 
     return posed_mesh
 
@@ -497,17 +535,18 @@ class _GpuStages:
         self.contour_set = cp.asarray(pipe._contour.vertex_set)
         self.pncc = cp.asarray(pipe._pncc)
 
-    def crops(self, frame_dev, tracks) -> Any:
-        cp, s = self.cp, self.pipe.size
+    def crops(self, frame_dev, frame_to_crops: list[np.ndarray]) -> Any:
+        """Network input (N, 3, S, S) float32 RGB [0, 1] sampled from the frame under each 2x3 frame->crop."""
+        cp, s, n = self.cp, self.pipe.size, len(frame_to_crops)
         h, w = frame_dev.shape[:2]
         to_cv = np.array([[1.0, 0, -0.5], [0, 1.0, -0.5]])
         from_cv = np.array([[1.0, 0, 0.5], [0, 1.0, 0.5]])
-        inv = np.stack([compose_affine(compose_affine(to_cv, invert_affine(t.frame_to_crop)), from_cv)
-                        for t in tracks]).reshape(len(tracks), 6).astype(np.float32)
-        out = cp.empty((len(tracks), 3, s, s), dtype=cp.float32)
-        total = len(tracks) * s * s
+        inv = np.stack([compose_affine(compose_affine(to_cv, invert_affine(a)), from_cv)
+                        for a in frame_to_crops]).reshape(n, 6).astype(np.float32)
+        out = cp.empty((n, 3, s, s), dtype=cp.float32)
+        total = n * s * s
         self.kernel(((total + 255) // 256,), (256,),
-                    (frame_dev, np.int32(h), np.int32(w), cp.asarray(inv), np.int32(s), np.int32(len(tracks)), out))
+                    (frame_dev, np.int32(h), np.int32(w), cp.asarray(inv), np.int32(s), np.int32(n), out))
         return out
 
     def feedback(self, verts) -> Any:
@@ -556,13 +595,16 @@ class _GpuStages:
         p[..., 1] += pd[:, 5, None]
         return p
 
-    def run(self, image, tracks, timings, timestamp, tracker, smoother) -> list[FaceResult]:
+    def run(self, image, tracks, timings, timestamp, tracker, smoother, n_views: int = 1) -> list[FaceResult]:
         from .render import rasterize
+        from .views import frame_to_view, zooms
 
         cp, pipe, s, n = self.cp, self.pipe, self.pipe.size, len(tracks)
         t0 = time.perf_counter()
         frame_dev = cp.asarray(image)  # uploaded once
-        images = self.crops(frame_dev, tracks)
+        images = self.crops(frame_dev, [t.frame_to_crop for t in tracks])
+        view_crops = {z: self.crops(frame_dev, [frame_to_view(t.frame_to_crop, z, s) for t in tracks])
+                      for z in zooms(n_views)[1:]}
         timings["crop"] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -575,7 +617,10 @@ class _GpuStages:
         timings["feedback"] = _ms(t0)
 
         t0 = time.perf_counter()
-        out = pipe.networks.coarse.run(images, fb)
+        if n_views > 1:
+            out = pipe._coarse_views(images, view_crops, n_views, cp.asnumpy)
+        else:
+            out = pipe.networks.coarse.run(images, fb)
         ident = cp.asnumpy(out["identity"]).astype(np.float32)
         expr = cp.asnumpy(out["expression"]).astype(np.float32)
         pose = cp.asnumpy(out["pose"]).astype(np.float32)
@@ -604,7 +649,8 @@ class _GpuStages:
 # ---------------------------------------------------------------------------------------------- module API
 
 _PIPELINE_KEYS = {"weights", "backend", "detector", "max_faces", "detect_every", "verify_every", "smoothing",
-                  "feedback", "face_model", "threads", "detect_size", "score_threshold", "precision", "color"}
+                  "feedback", "face_model", "threads", "detect_size", "score_threshold", "precision", "color",
+                  "views"}
 _SOURCE_KEYS = ("live", "max_frames", "fps", "queue_size", "decode_threads")
 _CACHE: dict[tuple, Pipeline] = {}
 _CACHE_LOCK = threading.Lock()

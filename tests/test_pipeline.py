@@ -156,6 +156,8 @@ def test_gpu_pipeline_matches_cpu(portrait):
         assert np.abs(fc.depth[both] - fg.depth[both]).max() < 0.05 * np.abs(fc.depth[both]).max() + 0.05
         assert np.allclose(fc.landmarks, fg.landmarks, atol=0.5)
         assert rg.depth.shape == rc.depth.shape
+    # single images: six CoarseNet views of each face (rtface.views), cropped on the device
+    assert np.allclose(cpu(portrait).faces[0].landmarks, gpu(portrait).faces[0].landmarks, atol=0.5)
 
 
 def _clip_frames(name, n):
@@ -242,7 +244,7 @@ def test_rgb_input(pipe, portrait, tmp_path):
     assert all(np.allclose(x, y) for x, y in zip(s_rgb, s_bgr))
     path = tmp_path / "p.png"
     cv2.imwrite(str(path), portrait)  # files are decoded by rtface (BGR), whatever color says
-    assert np.allclose(next(iter(p.stream(path))).faces[0].depth, a.faces[0].depth, atol=1e-3)
+    assert np.allclose(next(iter(p.stream(path))).faces[0].depth, a.faces[0].depth, atol=1e-3)  # one frame: an image
     import rtface
 
     assert np.array_equal(rtface.reconstruct(rgb, backend="cpu", color="rgb").faces[0].depth, a.faces[0].depth)
@@ -265,6 +267,9 @@ def test_feedback_follows_the_network(portrait, tmp_path):
     d = feedback_weights(load_manifest()["_dir"], tmp_path / "w")
     fb = Pipeline(d, backend="cpu", smoothing=False, threads=1)
     assert fb.feedback and fb.networks.coarse.takes_feedback
+    assert fb.n_views(single=True) == 1  # mirrored and zoomed views have no previous estimate to feed back
+    with pytest.raises(InputError, match="views"):
+        Pipeline(d, backend="cpu", views=2)
     results = list(zip(fb.stream([portrait] * 3), shipped.stream([portrait] * 3)))
     for rf, rs in results:
         assert np.allclose(rf.faces[0].landmarks, rs.faces[0].landmarks, atol=1e-3)

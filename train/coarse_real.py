@@ -15,6 +15,10 @@ at export; :func:`coarse_from_onnx` puts the folded weights back and re-creates 
 measured on real crops, so the network computes exactly the ONNX function in eval mode and nearly the same in
 train mode. The feedback input channels of an older net are dropped (the released net takes the image only).
 
+Weight averaging (``--ema DECAY``): an exponential moving average of the weights and BatchNorm statistics is kept
+beside the trained net; the checkpoint's ``coarse`` (what is evaluated and exported) is then the average and
+``coarse_raw`` the trained weights (for ``--resume``).
+
 Checkpoints: ``ckpt_last.pt`` (every ``--ckpt-every`` s and at the end; ``torch.load(weights_only=True)``), the
 log ``log.jsonl`` with a held-out landmark check (300-W test, ``--eval-faces`` faces) at every checkpoint.
 ``--resume`` continues a run. Export with ``python -m train.export --checkpoint DIR/ckpt_last.pt --fine-from
@@ -150,7 +154,7 @@ def coarse_from_onnx(path: str | os.PathLike, cfg, calibration: np.ndarray) -> C
 class Trainer:
     """CoarseNet, optimiser and loss of the real-face phase (module docstring)."""
 
-    def __init__(self, cfg, model, total_steps: int, lr: float, weights: dict[str, float]):
+    def __init__(self, cfg, model, total_steps: int, lr: float, weights: dict[str, float], ema: float = 0.0):
         from rtface.contour import Contour
 
         self.cfg = cfg
@@ -169,6 +173,23 @@ class Trainer:
         self.loss_local = torch.from_numpy(lookup[loss_ids])
         self.opt = torch.optim.Adam(self.coarse.parameters(), lr=self.lr, weight_decay=1e-5)
         self.step_index = 0
+        self.ema = None
+        if ema > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.coarse, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
+
+    @property
+    def released(self) -> CoarseNet:
+        """The net that is evaluated and exported: the weight average when one is kept."""
+        return self.ema.module if self.ema is not None else self.coarse
+
+    def load(self, state: dict) -> None:
+        """Trained (and averaged) weights from a checkpoint of this phase."""
+        self.coarse.load_state_dict(state.get("coarse_raw", state["coarse"]))
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["coarse"])
+            self.ema.n_averaged.fill_(max(int(state.get("step", 1)), 1))
 
     def losses(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         identity, expression, pose = self.coarse(b["image"])
@@ -201,13 +222,16 @@ class Trainer:
         self.coarse.train()
         out = self.losses(b)
         gnorm = optimise(self.opt, out["total"])
+        if self.ema is not None:
+            self.ema.update_parameters(self.coarse)
         self.step_index += 1
         return {**{k: float(v.detach()) for k, v in out.items()}, "lr": lr, "grad_norm": gnorm}
 
     def state(self, provenance: dict) -> dict:
         return {"format": CHECKPOINT_FORMAT, "phase": PHASE, "variant": self.cfg.name, "config": self.cfg.to_dict(),
                 "face_model_hash": self.model.hash, "step": self.step_index, "total_steps": self.total_steps,
-                "coarse": self.coarse.state_dict(), "opt_coarse": self.opt.state_dict(), "provenance": provenance}
+                "coarse": self.released.state_dict(), "opt_coarse": self.opt.state_dict(), "provenance": provenance,
+                **({"coarse_raw": self.coarse.state_dict()} if self.ema is not None else {})}
 
 
 def calibration_crops(size: int, n: int = 64) -> np.ndarray:
@@ -256,6 +280,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--w-vertex", type=float, default=1.0)
     ap.add_argument("--w-identity", type=float, default=0.02)
     ap.add_argument("--w-expression", type=float, default=0.2)
+    ap.add_argument("--ema", type=float, default=0.0, help="weight-average decay, e.g. 0.999 (0: off)")
     ap.add_argument("--ckpt-every", type=float, default=600.0)
     ap.add_argument("--eval-faces", type=int, default=128)
     ap.add_argument("--max-minutes", type=float, default=0.0)
@@ -276,15 +301,17 @@ def main(argv=None) -> int:
     cfg = from_dict(resume["config"]) if resume else variant_config(args.variant, blocks)
     weights = {"landmark": args.w_landmark, "vertex": args.w_vertex, "identity": args.w_identity,
                "expression": args.w_expression}
-    trainer = Trainer(cfg, model, args.steps, args.lr, weights)
+    trainer = Trainer(cfg, model, args.steps, args.lr, weights, ema=args.ema)
     if resume is not None:
-        trainer.coarse.load_state_dict(resume["coarse"])
+        trainer.load(resume)
         trainer.opt.load_state_dict(resume["opt_coarse"])
         trainer.step_index = int(resume["step"])
         print(f"resumed from {last} at step {trainer.step_index}", flush=True)
     elif args.init:
         init = load_checkpoint(args.init, face_model_hash=model.hash)
         trainer.coarse.load_state_dict(grow(init["coarse"], from_dict(init["config"]).coarse, trainer.coarse))
+        if trainer.ema is not None:
+            trainer.ema.module.load_state_dict(trainer.coarse.state_dict())
         print(f"CoarseNet initialised from {args.init}", flush=True)
     elif args.init_onnx:
         trainer.coarse.load_state_dict(coarse_from_onnx(args.init_onnx, cfg, calibration_crops(cfg.size)).state_dict())
@@ -292,7 +319,7 @@ def main(argv=None) -> int:
     provenance = {"command": " ".join(sys.argv), "seed": args.seed, "steps": args.steps, "torch": str(torch.__version__),
                   "data": {"mix": MIX, "real": "300-W train (LFPW, AFW, Helen) + profiled copies, YouTube Faces "
                            "(faces-ytf); non-commercial research use", "synthetic": "rtface.synth"},
-                  "weights": weights, "init": args.init_onnx or args.init}
+                  "weights": weights, "init": args.init_onnx or args.init, "ema": args.ema}
     (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "argv": sys.argv}, indent=1))
     stream = Stream(cfg.size, args.batch_size, args.seed, start=trainer.step_index, workers=args.workers)
     log = open(out / "log.jsonl", "a")
@@ -300,7 +327,7 @@ def main(argv=None) -> int:
     def save() -> None:
         save_checkpoint(trainer.state(provenance), last)
         try:
-            ev = eval_landmarks(trainer.coarse, model, args.eval_faces)
+            ev = eval_landmarks(trainer.released, model, args.eval_faces)
         except Exception as exc:  # the check must never stop a run
             ev = {"eval_error": str(exc)}
         log.write(json.dumps({"step": trainer.step_index, "time_s": round(clock.elapsed, 1), **ev}) + "\n")

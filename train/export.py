@@ -4,7 +4,9 @@ Writes ``coarse_<variant>.onnx``, ``fine_<variant>.onnx`` and ``manifest.json`` 
 ``--out`` (default ``rtface/weights/``): opset 17, dynamic batch axis ``N``, the contract's tensor names.
 Each file is checked against torch with ONNX Runtime (CPU) on a batch of 2; the max abs difference is
 printed and the export fails (nothing written) when the difference relative to the output range exceeds
-``--tol``. ``--random-init`` exports freshly initialised networks instead (manifest
+``--tol``. Weights are stored as float16 (``--storage float16``, the default; :mod:`train.onnx_half`: the graph
+still computes in float32, the files are half the size); the stored file is checked again against torch with
+``--half-tol``. ``--random-init`` exports freshly initialised networks instead (manifest
 ``"training": {"status": "untrained"}``), so the rest of the pipeline can be built against real files.
 """
 
@@ -101,8 +103,20 @@ def parity(module: torch.nn.Module, data: bytes, feeds: dict[str, np.ndarray], o
     return worst
 
 
+def stored(module: torch.nn.Module, data: bytes, feeds: dict[str, np.ndarray], outputs: list[str], storage: str,
+           tol: float, what: str) -> tuple[bytes, float | None]:
+    """The bytes to ship (float16 weights unless ``storage`` is ``"float32"``) and their parity with torch."""
+    if storage == "float32":
+        return data, None
+    from .onnx_half import half_storage
+
+    half = half_storage(data)
+    return half, parity(module, half, feeds, outputs, tol, f"{what} (float16 storage)")
+
+
 def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet | None, out_dir: Path, face_model_hash: str,
-           training: dict, tol: float = 1e-4, metrics: dict | None = None, fine_from: Path | None = None) -> dict:
+           training: dict, tol: float = 1e-4, metrics: dict | None = None, fine_from: Path | None = None,
+           storage: str = "float16", half_tol: float = 2e-3) -> dict:
     """Export both networks with parity checks, then write the files and manifest. Returns the manifest.
 
     With ``fine`` None, the FineNet ONNX file of the weights folder ``fine_from`` is shipped unchanged (its
@@ -118,10 +132,13 @@ def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet | None, out_dir:
     print(f"exporting variant {cfg.name!r} (S={s}, opset {OPSET}) to {out_dir}")
     c_data = onnx_bytes(coarse, c_args, c_inputs, COARSE_OUTPUTS)
     diffs = {"coarse": parity(coarse, c_data, c_feeds, COARSE_OUTPUTS, tol, "coarse")}
+    c_data, half_diffs = stored(coarse, c_data, c_feeds, COARSE_OUTPUTS, storage, half_tol, "coarse")
+    half_diffs = {"coarse": half_diffs}
     if fine is not None:
         fine.eval()
         f_data = onnx_bytes(fine, f_args, FINE_INPUTS, FINE_OUTPUTS)
         diffs["fine"] = parity(fine, f_data, f_feeds, FINE_OUTPUTS, tol, "fine")
+        f_data, half_diffs["fine"] = stored(fine, f_data, f_feeds, FINE_OUTPUTS, storage, half_tol, "fine")
     else:
         from rtface.networks import load_manifest
 
@@ -137,6 +154,8 @@ def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet | None, out_dir:
         path = out_dir / files[key]
         write_atomic(path, data)
         networks[key] = {"file": files[key], "sha256": sha256_file(path), "parity_max_abs_diff": diffs[key]}
+        if half_diffs.get(key) is not None:
+            networks[key]["storage"] = {"weights": "float16", "parity_max_abs_diff": half_diffs[key]}
     manifest = {
         "format": MANIFEST_FORMAT,
         "variant": cfg.name,
@@ -173,6 +192,10 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", default="s")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--tol", type=float, default=1e-4, help="max relative torch vs ONNX Runtime difference")
+    ap.add_argument("--storage", choices=("float16", "float32"), default="float16",
+                    help="how weights are stored in the files (the graph computes in float32 either way)")
+    ap.add_argument("--half-tol", type=float, default=2e-3,
+                    help="max relative torch vs ONNX Runtime difference of the float16-stored file")
     ap.add_argument("--random-init", action="store_true", help="export untrained, randomly initialised nets")
     ap.add_argument("--seed", type=int, default=0, help="initialisation seed with --random-init")
     ap.add_argument("--metrics", help="JSON file with held-out metrics to put into the manifest")
@@ -206,7 +229,8 @@ def main(argv=None) -> int:
                         "config": ckpt["config"], "provenance": ckpt.get("provenance", {})}
         metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
         export(cfg, coarse, fine, Path(args.out), model.hash, training, tol=args.tol, metrics=metrics,
-               fine_from=Path(args.fine_from) if args.fine_from else None)
+               fine_from=Path(args.fine_from) if args.fine_from else None, storage=args.storage,
+               half_tol=args.half_tol)
     except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -197,14 +197,4 @@ class LandmarkFitter:
                            float(err.mean()), float(err.mean() / wh))
 
 
-def mirror_pose(pose: np.ndarray, width: float) -> np.ndarray:
-    """The pose of the horizontally mirrored face in an image of ``width`` px: yaw and roll change sign,
-    ``tx -> width - tx``. (Exact for a left-right symmetric face; the model is nearly symmetric.)"""
-    p = np.array(pose, dtype=np.float64, copy=True)
-    p[1] = -p[1]
-    p[2] = -p[2]
-    p[4] = width - p[4]
-    return p
-
-
-__all__ = ["Contour", "LandmarkFit", "LandmarkFitter", "MIRROR_68", "mirror_pose"]
+__all__ = ["Contour", "LandmarkFit", "LandmarkFitter", "MIRROR_68"]

@@ -56,6 +56,7 @@ def _state(spec: dict[str, str | None] | None = None):
     if not _S:
         from rtface.contour import Contour
         from rtface.face_model import FaceModel
+        from rtface.views import expression_mirror
 
         from .labeled import Labeled
         from .profiling import _mirror_index, read_profiled
@@ -66,13 +67,7 @@ def _state(spec: dict[str, str | None] | None = None):
         _S["model"] = model
         _S["contour"] = Contour(model)
         _S["mirror_vertex"] = _mirror_index(model)
-        names = list(model.expression_names)
-        pairs = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft"}
-        swap = []
-        for n in names:
-            partner = n[:-2] + ("_R" if n.endswith("_L") else "_L") if n.endswith(("_L", "_R")) else pairs.get(n, n)
-            swap.append(names.index(partner) if partner in names else names.index(n))
-        _S["exp_swap"] = np.array(swap)
+        _S["exp_swap"] = expression_mirror(model.expression_names)
         _S["300w"] = Labeled.from_file(spec["300w"])
         _S["ytf"] = Labeled.from_file(spec["ytf"]) if spec.get("ytf") else None
         _S["profiled"] = read_profiled(spec["profiled"]) if spec.get("profiled") else None
@@ -170,7 +165,7 @@ def real_sample(source: str, i: int, size: int, rng: np.random.Generator) -> dic
     from rtface.contour import MIRROR_68
     from rtface.crop import five_from_68
 
-    from .landmark_fit import mirror_pose
+    from rtface.views import mirror_pose
 
     img, t = _read(source, i)
     lm = t["landmarks"].astype(np.float64)

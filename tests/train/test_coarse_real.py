@@ -88,3 +88,31 @@ def test_grown_net_computes_the_same_function():
         for u, v in zip(a(x), b(x)):
             assert torch.allclose(u, v, atol=1e-5)
     assert sum(p.numel() for p in b.parameters()) > sum(p.numel() for p in a.parameters())
+
+
+def test_weight_average_is_what_a_checkpoint_releases(spec, face_model):
+    """--ema: the checkpoint's ``coarse`` is the running average (what export and the held-out check see),
+    ``coarse_raw`` the trained weights; a resumed trainer gets both back."""
+    import torch
+
+    from train import realdata68
+    from train.coarse_real import Trainer, variant_config
+
+    torch.manual_seed(0)
+    cfg = variant_config("s")
+    w = {"landmark": 1.0, "vertex": 1.0, "identity": 0.02, "expression": 0.2}
+    tr = Trainer(cfg, face_model, total_steps=10, lr=1e-3, weights=w, ema=0.5)
+    batch = realdata68.make_batch(cfg.size, 4, seed=1, index=0, spec=spec)
+    for _ in range(3):
+        tr.step(batch)
+    state = tr.state({})
+    raw, avg = state["coarse_raw"], state["coarse"]
+    assert raw.keys() == avg.keys()
+    key = "fc.0.weight" if "fc.0.weight" in raw else next(k for k in raw if k.endswith("weight"))
+    assert not torch.equal(raw[key], avg[key])
+    again = Trainer(cfg, face_model, total_steps=10, lr=1e-3, weights=w, ema=0.5)
+    again.load(state)
+    assert torch.equal(again.coarse.state_dict()[key], raw[key])
+    assert torch.equal(again.released.state_dict()[key], avg[key])
+    plain = Trainer(cfg, face_model, total_steps=10, lr=1e-3, weights=w)
+    assert plain.released is plain.coarse and "coarse_raw" not in plain.state({})

@@ -59,17 +59,3 @@ def test_fit_rejects_bad_points(face_model):
         f.fit(bad)
     with pytest.raises(ValueError, match="degenerate"):
         f.fit(np.ones((68, 2)))
-
-
-def test_mirror_pose_matches_a_flipped_image(face_model):
-    """Projecting the mirrored pose gives the flipped image of the (nearly symmetric) mean face."""
-    from rtface.contour import MIRROR_68
-    from train.landmark_fit import mirror_pose
-
-    pose = np.array([0.1, 0.5, 0.2, 8.0, 120.0, 130.0])
-    width = 300.0
-    lm = project(face_model.mean[face_model.landmarks], pose)[:, :2]
-    flipped = lm[MIRROR_68].copy()
-    flipped[:, 0] = width - flipped[:, 0]
-    mirrored = project(face_model.mean[face_model.landmarks], mirror_pose(pose, width))[:, :2]
-    assert np.abs(mirrored - flipped).max() < 1.5

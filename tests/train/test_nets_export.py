@@ -65,7 +65,8 @@ def test_fine_output_is_coarse_outside_mask():
     assert not torch.equal(d[mask == 1], coarse[mask == 1])
 
 
-def test_export_parity_and_manifest(tmp_path, face_model):
+@pytest.mark.parametrize("storage", ["float16", "float32"])
+def test_export_parity_and_manifest(tmp_path, face_model, storage):
     from train.export import export, sha256_file
     from train.nets import CoarseNet, FineNet
 
@@ -73,12 +74,13 @@ def test_export_parity_and_manifest(tmp_path, face_model):
     c, f = CoarseNet(cfg), FineNet(cfg)
     randomise(c)
     randomise(f)
-    m = export(cfg, c, f, tmp_path, face_model.hash, {"status": "untrained"}, tol=1e-4)
+    m = export(cfg, c, f, tmp_path, face_model.hash, {"status": "untrained"}, tol=1e-4, storage=storage)
     man = json.loads((tmp_path / "manifest.json").read_text())
     assert man == m and man["input_size"] == 32 and man["face_model_hash"] == face_model.hash
     for key in ("coarse", "fine"):
         assert man["networks"][key]["sha256"] == sha256_file(tmp_path / man["networks"][key]["file"])
         assert man["networks"][key]["parity_max_abs_diff"] < 1e-3
+        assert ("storage" in man["networks"][key]) == (storage == "float16")
 
     import onnx
     import onnxruntime as ort
@@ -95,7 +97,13 @@ def test_export_parity_and_manifest(tmp_path, face_model):
     got = sess.run(["depth"], {"image": x, "coarse_depth": d, "mask": mk})[0]
     with torch.no_grad():
         ref = f.eval()(torch.from_numpy(x), torch.from_numpy(d), torch.from_numpy(mk)).numpy()
-    np.testing.assert_allclose(got, ref, atol=1e-4)
+    if storage == "float32":
+        np.testing.assert_allclose(got, ref, atol=1e-4)
+    else:  # float16 weights, float32 arithmetic
+        assert np.abs(got - ref).max() < 2e-3 * max(1.0, np.abs(ref).max())
+        stored = {i.name: i.data_type for i in model.graph.initializer}
+        assert onnx.TensorProto.FLOAT16 in stored.values()
+        assert all(n.op_type != "Cast" or n.attribute[0].i == onnx.TensorProto.FLOAT for n in model.graph.node)
 
 
 def test_export_fails_on_parity_violation(tmp_path, face_model, monkeypatch):
@@ -163,3 +171,31 @@ def test_export_cli_rejects_wrong_variant(tmp_path, face_model, capsys):
     assert main(["--checkpoint", str(ck), "--variant", "paper", "--out", str(tmp_path / "w")]) == 2
     assert "variant 's', not 'paper'" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_half_storage_round_trip(tmp_path):
+    """float16 storage halves the file and keeps the function; float_storage gives float32 initializers back."""
+    import onnx
+    import onnxruntime as ort
+
+    from train.export import COARSE_OUTPUTS, onnx_bytes
+    from train.nets import CoarseNet
+    from train.onnx_half import float_storage, half_storage
+
+    cfg = tiny_variant()
+    c = CoarseNet(cfg)
+    randomise(c)
+    x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    fb = np.zeros((2, 6, 32, 32), np.float32)
+    data = onnx_bytes(c, (torch.from_numpy(x[:1]), torch.from_numpy(fb[:1])), ["image", "feedback"], COARSE_OUTPUTS)
+    half = half_storage(data, min_elements=16)  # the tiny test net has small tensors only
+    assert len(half) < 0.6 * len(data)
+    back = float_storage(onnx.load_from_string(half))
+    assert all(i.data_type == onnx.TensorProto.FLOAT for i in back.graph.initializer)
+    assert not any(n.op_type == "Cast" and n.input[0].endswith("__fp16") for n in back.graph.node)
+    outs = [ort.InferenceSession(d, providers=["CPUExecutionProvider"]).run(None, {"image": x, "feedback": fb})
+            for d in (data, half, back.SerializeToString())]
+    for a, b, r in zip(*outs):
+        assert np.abs(a - b).max() < 2e-3 * max(1.0, np.abs(a).max())
+        assert np.array_equal(b, r)  # the restored file holds exactly the float16-rounded weights
+    assert float_storage(onnx.load_from_string(data)).SerializeToString() == onnx.load_from_string(data).SerializeToString()

@@ -32,7 +32,7 @@ def int8_weights(tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
     calib = train_images(8, seed=1)
     check = train_images(6, seed=1, skip=8)
-    manifest = quantize_weights(None, out, method="minmax", calibration_images=calib, check_images=check)
+    manifest = quantize_weights(None, out, calibration_images=calib, check_images=check)  # method "auto"
     return out, manifest
 
 
@@ -49,6 +49,7 @@ def test_manifest_entries(int8_weights):
         assert q["file"] == entry["file"].replace(".onnx", ".int8.onnx")
         assert q["sha256"] == sha256_file(out / q["file"]) and q["source_sha256"] == entry["sha256"]
         assert q["calibration"]["faces"] == 8 and q["calibration"]["inputs"] >= 8
+        assert q["calibration"]["method"] == {"coarse": "minmax", "fine": "entropy"}[key]
     assert m["format"] == 1  # readers that do not know "int8" still read it
 
 

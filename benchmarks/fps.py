@@ -215,7 +215,8 @@ def format_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
         ms = r["ms"]
         lines.append(f"{r['video'][:22]:22s} {r['size']:>9s} {r['backend']:8s} {r['precision']:4s} "
                      f"{r['mean_faces']:5.2f} {r['fps']:6.1f} {r['frame_ms']:6.1f} "
-                     + " ".join(f"{ms[k]:7.2f}" for k in COLUMNS) + f" {r['sum_ms']:6.1f} {ms['decode']:7.2f}")
+                     + " ".join(f"{ms[k]:7.2f}" for k in COLUMNS) + f" {r['sum_ms']:6.1f} {ms['decode']:7.2f}"
+                     + (f"  {r['weights']}" if r.get("weights", "shipped") != "shipped" else ""))
     lines.append("ms per frame (means over the timed frames). FPS = frames / wall time of the whole stream, decode "
                  "and depth read included; frame = mean wall time between results; sum = the stage columns, which "
                  "add up to the frame time; decode = the reader thread's time per frame, overlapped (not in the sum).")
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="re-encode each video at this frame size first (e.g. 1920x1080 from a 720p clip)")
     p.add_argument("--no-mediapipe", action="store_true", help="skip the MediaPipe comparison")
     p.add_argument("--mediapipe-model", type=Path, help="face_landmarker.task for MediaPipe's Tasks API")
+    p.add_argument("--weights", action="append", default=None, metavar="DIR",
+                   help="weights folder (repeatable: each runs on the same clips, side by side; default: shipped)")
     p.add_argument("--json", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
 
@@ -301,16 +304,17 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.no_mediapipe:
                     mp_result = run_mediapipe(clip, faces, args.frames, args.warmup, args.mediapipe_model,
                                               args.decode_threads)
-                for b in backends:
+                for b, w in [(b, w) for b in backends for w in (args.weights or [None])]:
                     r = run_rtface(clip, b, faces, args.frames, args.warmup, precision=args.precision,
-                                   threads=args.threads, decode_threads=args.decode_threads, **kw)
+                                   threads=args.threads, decode_threads=args.decode_threads, weights=w, **kw)
                     r.update(video=v.name, setting=f"{faces} face" + ("s" if faces > 1 else ""),
-                             size=f"{size['width']}x{size['height']}", mediapipe=mp_result)
+                             size=f"{size['width']}x{size['height']}", mediapipe=mp_result, weights=w or "shipped")
                     rows.append(r)
                     extra = ""
                     if mp_result and "fps" in mp_result:
                         extra = f" ({r['fps'] / mp_result['fps']:.2f}x MediaPipe's {mp_result['fps']:.1f})"
-                    print(f"{v.name} {r['setting']} {b} {r['precision']}: {r['fps']:.1f} FPS{extra}", file=sys.stderr)
+                    print(f"{v.name} {r['setting']} {b} {r['precision']} ({r['weights']}): {r['fps']:.1f} FPS{extra}",
+                          file=sys.stderr)
     print(format_table(rows, info))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,9 @@ class Contour:
         #: every vertex any landmark can use (fixed landmarks and all contour candidates), sorted
         self.vertex_set = np.unique(np.concatenate([self.landmarks] + cands))
         self._local_candidates = [np.searchsorted(self.vertex_set, c) for c in cands]
+        vs = self.vertex_set
+        self._mean_vs = mean[vs]
+        self._basis_vs = np.concatenate([np.asarray(model.id_basis)[:, vs], np.asarray(model.exp_basis)[:, vs]], 0)
 
     def select(self, projected_x: np.ndarray) -> np.ndarray:
         """68 vertex ids given the projected image x of the model vertices ``(V,)`` (or of ``vertex_set`` via
@@ -78,6 +81,15 @@ class Contour:
         x[vs] = project(vertices_cm[vs], pose)[:, 0]
         return self.select(x)
 
+
+    def project_landmarks(self, identity: np.ndarray, expression: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """``(N, 68, 2)`` image landmarks (x, y px) of N parameter sets: identity (N, Ki), expression (N, Ke) and
+        pose vectors (N, 6) in that image; only the landmark and contour vertices are computed, jaw marched."""
+        coeffs = np.concatenate([np.asarray(identity, np.float64), np.asarray(expression, np.float64)], 1)
+        verts = self._mean_vs + np.tensordot(coeffs, self._basis_vs, 1)  # (N, n, 3)
+        p = project(verts, np.asarray(pose, np.float64))
+        ids = np.searchsorted(self.vertex_set, self.select_batch(p[..., 0]))
+        return np.take_along_axis(p[..., :2], ids[..., None], axis=1).astype(np.float64)
 
     def select_batch(self, projected_x: np.ndarray) -> np.ndarray:
         """``(B, n)`` image x of the :attr:`vertex_set` vertices (in that order) -> ``(B, 68)`` vertex ids."""

@@ -239,6 +239,17 @@ class Tracker:
         kept.sort(key=lambda t: -t.score)
         self.tracks = kept[: self.max_faces]
 
+    def recrop(self, track: Track, landmarks: np.ndarray, frame_shape: tuple[int, int]) -> bool:
+        """Move ``track``'s crop to the one its landmarks give (as for the next frame), on the same frame: a
+        single image's second pass. False (crop unchanged) when the estimate fails :meth:`update`'s checks."""
+        self.update(track, landmarks, None, frame_shape)
+        if track.lost:
+            track.lost = False
+            return False
+        self._retrack(track, *frame_shape[:2])
+        return True
+
+
     def update(self, track: Track, landmarks: np.ndarray, vertices: np.ndarray | None,
                frame_shape: tuple[int, int]) -> None:
         """Store a face's new estimate (68 landmarks in frame px) and check whether its fit is lost."""

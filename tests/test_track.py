@@ -163,3 +163,21 @@ def test_verification_schedule():
     assert det.calls == 2 and det.verified == 4
     with pytest.raises(InputError):
         Tracker(det, S, verify_every=0)
+
+
+def test_recrop_moves_the_crop_on_the_same_frame():
+    """A single image's second pass: the crop moves to the one the landmarks give, without a new frame; an
+    estimate that fails the checks leaves the detector's crop (and the track usable)."""
+    det = FakeDetector([face(200, 150)])
+    tr = Tracker(det, S, detect_every=1)
+    (t,) = tr.step(IMG)
+    start = t.frame_to_crop.copy()
+    moved = landmarks_for(t) + [4.0, -2.0]
+    assert tr.recrop(t, moved, IMG.shape)
+    expected = crop_from_five(np.array([moved[36:42].mean(0), moved[42:48].mean(0), moved[30], moved[48],
+                                        moved[54]]), S)
+    assert np.allclose(t.frame_to_crop, expected) and not t.lost
+    assert det.calls == 1
+    (u,) = Tracker(FakeDetector([face(200, 150)]), S).step(IMG)
+    assert not tr.recrop(u, landmarks_for(u) + 1000.0, IMG.shape)
+    assert np.allclose(u.frame_to_crop, start) and not u.lost

@@ -171,27 +171,17 @@ class OnnxRuntimeEngine(Engine):
 
     ``threads`` intra-op threads (default: physical cores). ``max_batch`` bounds the dynamic batch
     dimension, as on every backend, so that a pipeline behaves the same whichever engine it got.
-
-    Batches of two or more (several faces) are split across the ``threads`` cores instead
-    (``split_batches``, on by default): each core runs its share of the batch on its own one-thread
-    session, the parts concurrently (ONNX Runtime releases the GIL). Measured on 2 cores, INT8 FineNet at
-    S = 128, batch 4: 16.5 ms with two intra-op threads, 14.6 ms split (one face per run, one core each:
-    6 ms a face). Batch 1 keeps the ``threads``-thread session.
     """
 
     name = "cpu"
     device = "cpu"
 
     def __init__(self, onnx_path: str | os.PathLike[str], *, threads: int | None = None,
-                 max_batch: int = 16, split_batches: bool = True) -> None:
+                 max_batch: int = 16) -> None:
         require("onnxruntime", "the ONNX Runtime CPU backend")
         path = onnx_file(onnx_path)
         quantized = onnx_is_quantized(path)
         self._session = _create_session(path, ["CPUExecutionProvider"], threads, quantized)
-        self._quantized = quantized
-        self._split = bool(split_batches)
-        self._singles: list[Any] = []  # one-thread sessions for split batches, made on first use
-        self._pool: Any = None
         inputs, _ = _specs(self._session.get_inputs(), path)
         outputs, _ = _specs(self._session.get_outputs(), path)
         super().__init__(inputs=inputs, outputs=outputs, max_batch=max_batch,
@@ -201,33 +191,10 @@ class OnnxRuntimeEngine(Engine):
 
     def _run(self, feeds: dict[str, Any]) -> dict[str, Any]:
         arrays = {n: np.ascontiguousarray(a) for n, a in feeds.items()}
-        n = min((a.shape[0] for a in arrays.values() if a.ndim), default=1)
-        if self._split and self.threads > 1 and n > 1 and all(a.ndim and a.shape[0] == n for a in arrays.values()):
-            return self._run_split(arrays, n)
         results = self._session.run(self._output_names, arrays)
         return dict(zip(self._output_names, results))
 
-    def _run_split(self, arrays: dict[str, np.ndarray], n: int) -> dict[str, Any]:
-        """The batch in ``min(threads, n)`` contiguous parts, each on one core's one-thread session."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        k = min(self.threads, n)
-        while len(self._singles) < k:
-            self._singles.append(_create_session(self.path, ["CPUExecutionProvider"], 1, self._quantized))
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="rtface-ort")
-        bounds = np.linspace(0, n, k + 1).round().astype(int)
-        parts = [{name: a[bounds[i]:bounds[i + 1]] for name, a in arrays.items()} for i in range(k)]
-        futures = [self._pool.submit(self._singles[i].run, self._output_names, parts[i]) for i in range(1, k)]
-        first = self._singles[0].run(self._output_names, parts[0])
-        results = [first] + [f.result() for f in futures]
-        return {name: np.concatenate([r[j] for r in results], 0) for j, name in enumerate(self._output_names)}
-
     def _release(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self._pool = None
-        self._singles = []
         self._session = None
 
 

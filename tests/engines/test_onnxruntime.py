@@ -147,31 +147,6 @@ def test_conv_relu_matches_numpy(conv, conv_engine, batch):
     assert (y == 0).any() and (y > 0).any()  # the ReLU is active on this input
 
 
-@pytest.mark.parametrize("batch", [2, 3, 5])
-def test_split_batches_match_one_session(conv, two_out, batch):
-    """With two threads a batch runs in parts on one-thread sessions, concurrently: the same results, in order,
-    for every output; batch 1 and ``split_batches=False`` keep the one session."""
-    from rtface.engines.onnxruntime import OnnxRuntimeEngine
-
-    _, weight, bias = conv
-    x = images(batch)
-    split = OnnxRuntimeEngine(conv[0], threads=2, max_batch=8)
-    whole = OnnxRuntimeEngine(conv[0], threads=2, max_batch=8, split_batches=False)
-    np.testing.assert_array_equal(split.run({"image": x})["features"], whole.run({"image": x})["features"])
-    np.testing.assert_allclose(split.run({"image": x})["features"], conv_relu_reference(x, weight, bias),
-                               rtol=1e-5, atol=1e-5)
-    assert len(split._singles) == 2 and not whole._singles
-    split.run({"image": x[:1]})
-    two = OnnxRuntimeEngine(two_out, threads=2, max_batch=8)
-    params = np.random.default_rng(batch).normal(size=(batch, 6)).astype(np.float32)
-    offset = np.arange(batch)
-    out = two.run({"params": params, "offset": offset})
-    np.testing.assert_allclose(out["total"], params.sum(axis=1) + offset, rtol=1e-5, atol=1e-5)
-    for e in (split, whole, two):
-        e.close()
-    assert split._pool is None
-
-
 @pytest.mark.parametrize("batch", [1, 8])
 def test_two_outputs_match_numpy(two_engine, batch):
     rng = np.random.default_rng(batch)

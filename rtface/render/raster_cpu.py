@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic
 
 SUBPIXEL = 256  # fixed-point steps per pixel (8 bits of sub-pixel precision)
@@ -253,10 +253,14 @@ def _render_serial(verts, tris, height, width, cull, depth, triangle, bary, mask
         _render_one(verts[b], tris, height, width, cull, depth[b], triangle[b], bary[b], mask[b])
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def _render_parallel(verts, tris, height, width, cull, depth, triangle, bary, mask):
-    for b in prange(verts.shape[0]):
-        _render_one(verts[b], tris, height, width, cull, depth[b], triangle[b], bary[b], mask[b])
+    """The batch in contiguous parts, one per core (:mod:`rtface.workers`)."""
+    from ..workers import run_ranges
+
+    def part(a: int, b: int) -> None:
+        _render_serial(verts[a:b], tris, height, width, cull, depth[a:b], triangle[a:b], bary[a:b], mask[a:b])
+
+    run_ranges(part, verts.shape[0])
 
 
 def rasterize_cpu(
@@ -266,7 +270,7 @@ def rasterize_cpu(
 
     ``vertices``: (B, V, 3) C-contiguous float32 pixels; ``triangles``: (T, 3) C-contiguous int32 with
     indices already checked. Returns depth (B,H,W) float32, triangle (B,H,W) int32, barycentric
-    (B,H,W,3) float32 and mask (B,H,W) bool. Images of a batch are drawn in parallel on Numba's threads.
+    (B,H,W,3) float32 and mask (B,H,W) bool. Images of a batch are drawn in parallel, one thread per core.
     """
     batch = vertices.shape[0]
     depth = np.empty((batch, height, width), dtype=np.float32)

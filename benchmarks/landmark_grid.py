@@ -4,7 +4,7 @@
 
 Four rows of four tiles: near-frontal faces, turned faces (15-45 deg of yaw by their fits), open mouths and
 smiles, and test faces profiled to 60-90 deg (re-rendered, ``train.profiling``). Each tile is the face crop the
-CoarseNet sees (detector framing; six views averaged, as ``rtface.reconstruct`` does) with the coarse mesh
+CoarseNet sees (two passes and six views, as ``rtface.reconstruct`` does) with the coarse mesh
 rendered and shaded over it, the predicted 68 landmarks (green) and the hand-annotated ones (red; the re-rendered
 ones for profiled faces), and the face's box-NME in %. Faces are chosen by their fits only, never by the error.
 """
@@ -40,14 +40,16 @@ def tile(image: np.ndarray, gt: np.ndarray, five: np.ndarray, predict, model, co
     import cv2
 
     from rtface.camera import apply_affine, invert_affine, project, warp_to_crop
-    from rtface.crop import crop_from_five
+    from rtface.crop import crop_from_five, five_from_68
     from rtface.render import rasterize
     from rtface.views import MAX_VIEWS
     from rtface.viz import overlay, shade_depth
 
     from .landmarks import _nme, landmarks_from_params, predict_crops
 
-    a = crop_from_five(five, size)
+    a = crop_from_five(five, size)  # as rtface.reconstruct: one view on the detector's crop, then six views on
+    first = landmarks_from_params(model, contour, predict_crops(predict, model, size, [image], [a], 1))[0]
+    a = crop_from_five(five_from_68(apply_affine(invert_affine(a), first)), size)  # the crop it gives
     crop = warp_to_crop(image, a, size)
     params = predict_crops(predict, model, size, [image], [a], MAX_VIEWS)
     lm = landmarks_from_params(model, contour, params)[0]

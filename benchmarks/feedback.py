@@ -64,7 +64,7 @@ def nme_with_feedback(weights: str | None, limit: int | None = None, chunk: int 
         a1 = [crop_from_five(fives[i], s) for i in ids]
         x1 = preprocess(np.stack([warp_to_crop(images[i], a, s) for i, a in zip(ids, a1)]))
         p1 = nets.coarse.run(x1)
-        lm1 = landmarks_from_params(model, contour, p1)
+        lm1 = landmarks_from_params(contour, p1)
         lm1_img = [apply_affine(invert_affine(a), lm) for a, lm in zip(a1, lm1)]
         verts1 = project(model.vertices(p1["identity"], p1["expression"]), p1["pose"])  # (B, V, 3) crop 1 px
         a2 = [crop_from_five(five_from_68(lm[None])[0], s) for lm in lm1_img]
@@ -77,7 +77,7 @@ def nme_with_feedback(weights: str | None, limit: int | None = None, chunk: int 
             v2.append(np.concatenate([xy, v[:, 2:] * affine_scale(m)], 1))
         fb = render_feedback(np.stack(v2).astype(np.float32), tri, s, pncc)
         for key, out in (("pass2", nets.coarse.run(x2)), ("pass2_feedback", nets.coarse.run(x2, fb))):
-            lm2 = landmarks_from_params(model, contour, out)
+            lm2 = landmarks_from_params(contour, out)
             for j, (i, a) in enumerate(zip(ids, a2)):
                 preds[key][i] = apply_affine(invert_affine(a), lm2[j])
         for j, i in enumerate(ids):

@@ -48,11 +48,11 @@ def tile(image: np.ndarray, gt: np.ndarray, five: np.ndarray, predict, model, co
     from .landmarks import _nme, landmarks_from_params, predict_crops
 
     a = crop_from_five(five, size)  # as rtface.reconstruct: one view on the detector's crop, then six views on
-    first = landmarks_from_params(model, contour, predict_crops(predict, model, size, [image], [a], 1))[0]
+    first = landmarks_from_params(contour, predict_crops(predict, model, size, [image], [a], 1))[0]
     a = crop_from_five(five_from_68(apply_affine(invert_affine(a), first)), size)  # the crop it gives
     crop = warp_to_crop(image, a, size)
     params = predict_crops(predict, model, size, [image], [a], MAX_VIEWS)
-    lm = landmarks_from_params(model, contour, params)[0]
+    lm = landmarks_from_params(contour, params)[0]
     verts = project(model.vertices(params["identity"][0], params["expression"][0]), params["pose"][0])
     r = rasterize(verts.astype(np.float32), model.triangles, size, size, backend="cpu")
     k = out_px / size

@@ -47,7 +47,7 @@ def _nme(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return box, iod
 
 
-def landmarks_from_params(model, contour, params: dict[str, np.ndarray]) -> np.ndarray:
+def landmarks_from_params(contour, params: dict[str, np.ndarray]) -> np.ndarray:
     """(N, 68, 2) crop-pixel landmarks of predicted parameters, jaw marched (:meth:`Contour.project_landmarks`)."""
     return contour.project_landmarks(params["identity"], params["expression"], params["pose"])
 
@@ -86,7 +86,7 @@ def evaluate_images(predict: Callable[[np.ndarray], dict], model, size: int, ima
             idx = range(s, min(n, s + chunk))
             aff = [crop_from_five(cur[i], size) for i in idx]
             params = predict_crops(predict, model, size, [images[i] for i in idx], aff, per_pass[p], chunk)
-            lm = landmarks_from_params(model, contour, params)
+            lm = landmarks_from_params(contour, params)
             for j, (i, a) in enumerate(zip(idx, aff)):
                 preds[i] = apply_affine(invert_affine(a), lm[j])
         out[f"pass{p + 1}"] = preds

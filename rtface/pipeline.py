@@ -164,7 +164,6 @@ class Pipeline:
             np.concatenate([m.id_basis, m.exp_basis], 0).reshape(k_id + k_exp, -1), dtype=np.float32)
         self._mean = np.ascontiguousarray(m.mean.reshape(-1), dtype=np.float32)
         self._triangles = np.ascontiguousarray(m.triangles, dtype=np.int32)
-        self._landmarks = np.asarray(m.landmarks, dtype=np.int64)
         self._contour = Contour(m)
         self._exp_mirror = expression_mirror(m.expression_names)
         self._pncc = pncc_code(m.mean)
@@ -326,22 +325,30 @@ class Pipeline:
         _posed_mesh(coeffs, self._basis, self._mean, r, np.ascontiguousarray(pose, dtype=np.float32), out)
         return out
 
+    def _view_crops(self, frame: Any, tracks, n_views: int) -> dict[float, Any]:
+        """Network input (N, 3, S, S) of every face at each zoom of its first ``n_views`` views (:mod:`rtface.views`;
+        zoom 1.0 is the face's own crop). ``frame``: the image, or on the GPU path the frame on the device."""
+        from .views import frame_to_view, zooms
+
+        from .networks import preprocess
+
+        def crop(affines: list[np.ndarray]) -> Any:
+            if self._gpu is not None:
+                return self._gpu.crops(frame, affines)
+            return preprocess(np.stack([warp_to_crop(frame, a, self.size) for a in affines]))
+
+        return {z: crop([frame_to_view(t.frame_to_crop, z, self.size) for t in tracks]) for z in zooms(n_views)}
+
     def _recrop(self, image: np.ndarray, tracks, timings: dict, tracker: Tracker) -> None:
         """A single image's first pass: CoarseNet (one view) on the detector's crops, then every face re-cropped
         from its landmarks, as a tracker crops the next frame (:meth:`rtface.track.Tracker.recrop`)."""
-        from .networks import preprocess
-
-        s = self.size
         t0 = time.perf_counter()
-        if self._gpu is not None:
-            images = self._gpu.crops(self._gpu.cp.asarray(image), [t.frame_to_crop for t in tracks])
-        else:
-            images = preprocess(np.stack([warp_to_crop(image, t.frame_to_crop, s) for t in tracks]))
+        frame = self._gpu.cp.asarray(image) if self._gpu is not None else image
+        images = self._view_crops(frame, tracks, 1)[1.0]
         timings["crop"] = timings.get("crop", 0.0) + _ms(t0)
         t0 = time.perf_counter()
         out = self.networks.coarse.run(images)
-        params = [self._to_numpy(out[k]) for k in ("identity", "expression", "pose")]
-        lm = self._contour.project_landmarks(*params)
+        lm = self._contour.project_landmarks(*(self._to_numpy(out[k]) for k in ("identity", "expression", "pose")))
         timings["coarse"] = timings.get("coarse", 0.0) + _ms(t0)
         for t, p in zip(tracks, lm):
             tracker.recrop(t, _affine_points(invert_affine(t.frame_to_crop), p), image.shape)
@@ -349,25 +356,24 @@ class Pipeline:
     def _to_numpy(self, a: Any) -> np.ndarray:
         return self._gpu.cp.asnumpy(a) if self._gpu is not None else np.asarray(a)
 
-    def _coarse_views(self, images: Any, view_crops: dict[float, Any], n_views: int, to_numpy=np.asarray) -> dict:
+    def _coarse(self, crops: dict[float, Any], n_views: int, feedback: Any) -> dict:
+        """CoarseNet parameters of the faces: one run on their crops, or the average of ``n_views`` views."""
         from .views import run_views
 
         coarse = self.networks.coarse
-        return run_views(coarse.run, {1.0: images, **view_crops}, n_views, self.size, self._exp_mirror,
-                         coarse.engine.max_batch, to_numpy)
+        if n_views == 1:
+            return coarse.run(crops[1.0], feedback)
+        return run_views(coarse.run, crops, n_views, self.size, self._exp_mirror, coarse.engine.max_batch,
+                         self._to_numpy)
 
     def _run_cpu(self, image, tracks, timings, timestamp, tracker, smoother, n_views: int = 1) -> list[FaceResult]:
-        from .networks import preprocess
         from .render import rasterize
         from .render.feedback import render_feedback
-        from .views import frame_to_view, zooms
 
         s, n = self.size, len(tracks)
         t0 = time.perf_counter()
-        crops = np.stack([warp_to_crop(image, t.frame_to_crop, s) for t in tracks])
-        images = preprocess(crops)
-        view_crops = {z: preprocess(np.stack([warp_to_crop(image, frame_to_view(t.frame_to_crop, z, s), s)
-                                              for t in tracks])) for z in zooms(n_views)[1:]}
+        crops = self._view_crops(image, tracks, n_views)
+        images = crops[1.0]
         timings["crop"] = timings.get("crop", 0.0) + _ms(t0)
 
         t0 = time.perf_counter()
@@ -380,10 +386,7 @@ class Pipeline:
         timings["feedback"] = _ms(t0)
 
         t0 = time.perf_counter()
-        if n_views > 1:
-            out = self._coarse_views(images, view_crops, n_views)
-        else:
-            out = self.networks.coarse.run(images, fb)
+        out = self._coarse(crops, n_views, fb)
         timings["coarse"] = timings.get("coarse", 0.0) + _ms(t0)
 
         t0 = time.perf_counter()
@@ -622,14 +625,11 @@ class _GpuStages:
 
     def run(self, image, tracks, timings, timestamp, tracker, smoother, n_views: int = 1) -> list[FaceResult]:
         from .render import rasterize
-        from .views import frame_to_view, zooms
 
         cp, pipe, s, n = self.cp, self.pipe, self.pipe.size, len(tracks)
         t0 = time.perf_counter()
-        frame_dev = cp.asarray(image)  # uploaded once
-        images = self.crops(frame_dev, [t.frame_to_crop for t in tracks])
-        view_crops = {z: self.crops(frame_dev, [frame_to_view(t.frame_to_crop, z, s) for t in tracks])
-                      for z in zooms(n_views)[1:]}
+        crops = pipe._view_crops(cp.asarray(image), tracks, n_views)  # the frame uploaded once
+        images = crops[1.0]
         timings["crop"] = timings.get("crop", 0.0) + _ms(t0)
 
         t0 = time.perf_counter()
@@ -642,10 +642,7 @@ class _GpuStages:
         timings["feedback"] = _ms(t0)
 
         t0 = time.perf_counter()
-        if n_views > 1:
-            out = pipe._coarse_views(images, view_crops, n_views, cp.asnumpy)
-        else:
-            out = pipe.networks.coarse.run(images, fb)
+        out = pipe._coarse(crops, n_views, fb)
         ident = cp.asnumpy(out["identity"]).astype(np.float32)
         expr = cp.asnumpy(out["expression"]).astype(np.float32)
         pose = cp.asnumpy(out["pose"]).astype(np.float32)

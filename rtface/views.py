@@ -27,6 +27,7 @@ import numpy as np
 
 from .camera import Pose, compose_affine, invert_affine, matrix_to_angles, rotation_matrix
 from .errors import InputError
+from .networks import _xp
 
 #: (zoom, mirrored) of each view, in the order used; zoom > 1 shows the face larger (a tighter crop).
 VIEWS: tuple[tuple[float, bool], ...] = ((1.0, False), (1.0, True), (1.08, False), (1.08, True),
@@ -134,7 +135,7 @@ def run_views(run: Callable[[Any], dict[str, Any]], crops: dict[float, Any], n_v
     """
     views = [crops[z][..., ::-1] if m else crops[z] for z, m in VIEWS[:n_views]]
     n = views[0].shape[0]
-    xp = _array_module(views[0])
+    xp = _xp(views[0])
     batch = xp.ascontiguousarray(xp.concatenate(views, 0)) if n_views > 1 else views[0]
     outs: dict[str, list[np.ndarray]] = {}
     for s in range(0, batch.shape[0], max_batch):
@@ -143,14 +144,6 @@ def run_views(run: Callable[[Any], dict[str, Any]], crops: dict[float, Any], n_v
             outs.setdefault(k, []).append(to_numpy(o[k]))
     full = {k: np.concatenate(v, 0) for k, v in outs.items()}
     return combine([{k: v[i * n:(i + 1) * n] for k, v in full.items()} for i in range(n_views)], size, exp_mirror)
-
-
-def _array_module(a: Any) -> Any:
-    if type(a).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
 
 
 __all__ = ["MAX_VIEWS", "VIEWS", "check_views", "combine", "expression_mirror", "frame_to_view", "mean_pose",

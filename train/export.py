@@ -132,8 +132,8 @@ def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet | None, out_dir:
     print(f"exporting variant {cfg.name!r} (S={s}, opset {OPSET}) to {out_dir}")
     c_data = onnx_bytes(coarse, c_args, c_inputs, COARSE_OUTPUTS)
     diffs = {"coarse": parity(coarse, c_data, c_feeds, COARSE_OUTPUTS, tol, "coarse")}
-    c_data, half_diffs = stored(coarse, c_data, c_feeds, COARSE_OUTPUTS, storage, half_tol, "coarse")
-    half_diffs = {"coarse": half_diffs}
+    half_diffs: dict[str, float | None] = {}
+    c_data, half_diffs["coarse"] = stored(coarse, c_data, c_feeds, COARSE_OUTPUTS, storage, half_tol, "coarse")
     if fine is not None:
         fine.eval()
         f_data = onnx_bytes(fine, f_args, FINE_INPUTS, FINE_OUTPUTS)

@@ -285,14 +285,14 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
     k_feeds, kf_feeds = record_feeds(src_dir, check_images) if len(check_images) else ([], [])
 
     fp32, int8, used = {}, {}, {}
+    how = AUTO_METHOD if method == "auto" else dict.fromkeys(AUTO_METHOD, method)
     for key, feeds in (("coarse", c_feeds), ("fine", f_feeds)):
         entry = manifest["networks"][key]
         fp32[key] = out_dir / entry["file"]
         int8[key] = out_dir / int8_name(entry["file"])
-        how = AUTO_METHOD[key] if method == "auto" else method
-        used[key] = feeds if how == "minmax" else feeds[:HISTOGRAM_INPUTS]
-        print(f"quantising {entry['file']} ({how}, {len(used[key])} calibration inputs) ...", file=sys.stderr)
-        quantize_file(fp32[key], int8[key], used[key], how)
+        used[key] = feeds if how[key] == "minmax" else feeds[:HISTOGRAM_INPUTS]
+        print(f"quantising {entry['file']} ({how[key]}, {len(used[key])} calibration inputs) ...", file=sys.stderr)
+        quantize_file(fp32[key], int8[key], used[key], how[key])
     agree = agreement(fp32, int8, k_feeds, kf_feeds, FaceModel.load()) if k_feeds else {}
     import onnxruntime
 
@@ -306,9 +306,9 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
         calibration["command"] = command
     for key in ("coarse", "fine"):
         entry = manifest["networks"][key]
-        how = AUTO_METHOD[key] if method == "auto" else method
         entry[INT8] = {"file": int8[key].name, "sha256": sha256_file(int8[key]), "source_sha256": entry["sha256"],
-                       "calibration": {**calibration, "method": how, "inputs": len(used[key])}, "agreement": agree}
+                       "calibration": {**calibration, "method": how[key], "inputs": len(used[key])},
+                       "agreement": agree}
     write_atomic(out_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 

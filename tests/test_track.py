@@ -181,3 +181,26 @@ def test_recrop_moves_the_crop_on_the_same_frame():
     (u,) = Tracker(FakeDetector([face(200, 150)]), S).step(IMG)
     assert not tr.recrop(u, landmarks_for(u) + 1000.0, IMG.shape)
     assert np.allclose(u.frame_to_crop, start) and not u.lost
+
+
+def test_verification_redetects_a_fit_left_behind():
+    """A face still in the tracked crop but framed elsewhere (the fit stayed behind on a fast turn) is lost and
+    re-detected on the same frame; one where the crop puts it stays tracked."""
+    from rtface.track import VERIFY_MAX_SHIFT
+
+    class Verifying(FakeDetector):
+        offsets = [0.0, 0.4 * S]
+
+        def crop_face(self, image, frame_to_crop, size):
+            return 0.9, TEMPLATE_5 * size + [self.offsets.pop(0), 0.0]
+
+    det = Verifying([face(200, 150)], [face(260, 150)])
+    tr = Tracker(det, S, detect_every=100, verify_every=1)
+    (t,) = tr.step(IMG)
+    tr.update(t, landmarks_for(t), None, IMG.shape)
+    (t,) = tr.step(IMG)  # the face is where the crop puts it
+    assert not tr.detected and det.calls == 1
+    tr.update(t, landmarks_for(t), None, IMG.shape)
+    (t,) = tr.step(IMG)  # 0.4 of the crop side away: re-detected, re-seeded there
+    assert 0.4 > VERIFY_MAX_SHIFT and tr.detected and det.calls == 2 and t.reseeded
+    assert np.allclose(t.frame_to_crop, crop_from_five(face(260, 150)[1], S))

@@ -3,7 +3,9 @@
 ``python -m benchmarks.figure IMAGE [IMAGE ...] --out docs/portraits.png [--size 256]``
 
 One row per image: the face crop the networks see | coarse depth (3DMM, shaded) | fine depth (shaded) |
-fine - coarse (the detail FineNet adds, blue = into the skin, red = out, +-1 mm) | fine depth in colour.
+fine - coarse (everything the FineNet changes, blue = into the skin, red = out, +-2 mm) | its detail: the
+high-pass of fine - coarse below 5 mm (``benchmarks.detailsets.highpass``, the detail benchmark's scale; +-0.5
+mm), without the smooth corrections of the 3DMM's shape | fine depth in colour.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .detailsets import HIGHPASS_MM
+
 
 def detail_map(fine: np.ndarray, coarse: np.ndarray, mask: np.ndarray, mm_per_px: float,
-               limit_mm: float = 1.0) -> np.ndarray:
-    """BGR picture of ``fine - coarse`` in mm, clipped at +-``limit_mm`` (blue negative, red positive)."""
-    d = np.where(mask, (fine - coarse) * mm_per_px, 0.0) / limit_mm
+               limit_mm: float = 1.0, highpass_mm: float | None = None) -> np.ndarray:
+    """BGR picture of ``fine - coarse`` in mm (its high-pass below ``highpass_mm``, if given), clipped at
+    +-``limit_mm`` (blue negative, red positive)."""
+    d = np.where(mask, (fine - coarse) * mm_per_px, 0.0)
+    if highpass_mm is not None:
+        from .detailsets import highpass
+
+        d = highpass(d, mask, highpass_mm / mm_per_px)
+    d = d / limit_mm
     d = np.clip(d, -1.0, 1.0)
     out = np.full(d.shape + (3,), 255, np.float32)
     out[..., 0] -= 255 * np.clip(d, 0, 1)  # positive: less blue, less green -> red
@@ -41,10 +51,13 @@ def face_row(image: np.ndarray, size: int, pipeline) -> np.ndarray | None:
     s = face.depth.shape[0]
     crop = warp_to_crop(image, face.frame_to_crop, s)
     tiles = [crop, shade_depth(face.coarse_depth, face.mask), shade_depth(face.depth, face.mask),
-             detail_map(face.depth, face.coarse_depth, face.mask, face.mm_per_pixel),
+             detail_map(face.depth, face.coarse_depth, face.mask, face.mm_per_pixel, limit_mm=2.0),
+             detail_map(face.depth, face.coarse_depth, face.mask, face.mm_per_pixel, limit_mm=0.5,
+                        highpass_mm=HIGHPASS_MM),
              colorize_depth(face.depth, face.mask)]
     tiles = [cv2.resize(t, (size, size), interpolation=cv2.INTER_LINEAR) for t in tiles]
-    return side_by_side(*tiles, labels=["input crop", "coarse (3DMM)", "fine", "fine - coarse", "depth"])
+    labels = ["input crop", "coarse (3DMM)", "fine", "fine - coarse", f"< {HIGHPASS_MM:g} mm", "depth"]
+    return side_by_side(*tiles, labels=labels)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,12 @@ class _Lazy:
         obj.__dict__[self.name] = value
 
 
+#: :meth:`FaceResult.paste` scales a face up through a grid of ``PASTE_GRID_SCALE`` grid px per crop px where it
+#: is drawn at ``PASTE_GRID_MIN`` frame px per crop px or more (see there).
+PASTE_GRID_SCALE = 2.0
+PASTE_GRID_MIN = 3.5
+
+
 class FaceResult:
     """One reconstructed face.
 
@@ -147,9 +153,15 @@ class FaceResult:
     def paste(self, height: int, width: int, which: str = "depth"):
         """This face's ``depth`` (or ``coarse_depth``) in frame pixels over its frame region.
 
-        Returns ``(region, depth, mask)`` with ``region = (x0, y0, x1, y1)`` and arrays of the region's shape,
-        or None when the face is outside the frame. Depth is in frame pixels; linear interpolation normalised by
-        the interpolated mask, so the face border does not blend with the 0 background.
+        Returns ``(region, depth, mask)`` with ``region = (x0, y0, x1, y1)`` and arrays of the region's shape
+        (depth 0 outside the mask), or None when the face is outside the frame. Depth is in frame pixels; linear
+        interpolation normalised by the interpolated mask, so the face border does not blend with the 0
+        background. A face drawn larger than its crop (:data:`PASTE_GRID_MIN` frame px per crop px or more,
+        e.g. 7.6 at 1080p) is first resampled onto a frame-aligned grid of twice the crop's resolution and then
+        scaled up with ``cv2.resize``, at a fifth of the cost of mapping every frame pixel back into the crop:
+        the same surface to within a few hundredths of a crop pixel in position (a difference of 0.03 crop px
+        on average, under half a crop px in depth for 99 % of the pixels at 1080p, most of it where the surface
+        turns away near the silhouette).
         """
         import cv2
 
@@ -163,19 +175,38 @@ class FaceResult:
         dm = np.empty(mask.shape + (2,), np.float32)
         np.multiply(src, mask, out=dm[..., 0], casting="unsafe")
         dm[..., 1] = mask
-        # region px -> crop px, in cv2's integer-centre convention (rtface centres are at +0.5).
-        shift = np.array([[1.0, 0, x0 + 0.5], [0, 1.0, y0 + 0.5]])
-        a = compose_affine(self.frame_to_crop, shift)
-        a[:, 2] -= 0.5
         size = (x1 - x0, y1 - y0)
+        to_frame = 1.0 / affine_scale(self.frame_to_crop)  # frame px per crop px
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        w = cv2.warpAffine(dm, a, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        mm = w[..., 1]
-        inside = mm >= 0.5
-        to_frame = np.float32(1.0 / affine_scale(self.frame_to_crop))
-        depth = np.zeros(inside.shape, np.float32)
-        np.divide(w[..., 0], mm, out=depth, where=inside)
-        depth *= to_frame
+        if to_frame < PASTE_GRID_MIN:
+            grid, step = size, (1.0, 1.0)
+        else:
+            n = PASTE_GRID_SCALE / to_frame  # grid px per frame px
+            grid = (max(2, math.ceil(size[0] * n) + 1), max(2, math.ceil(size[1] * n) + 1))
+            step = (size[0] / grid[0], size[1] / grid[1])
+        # grid index -> frame px (grid pixel centres at (j + 0.5) * step from the region's corner) -> crop px,
+        # in cv2's integer-centre convention on both sides (rtface centres are at +0.5).
+        to_region = np.array([[step[0], 0, x0 + 0.5 * step[0]], [0, step[1], y0 + 0.5 * step[1]]])
+        a = compose_affine(self.frame_to_crop, to_region)
+        a[:, 2] -= 0.5
+        w = cv2.warpAffine(dm, a, grid, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        num, den = w[..., 0], w[..., 1]
+        if grid == size:
+            inside = den >= 0.5
+            depth = np.zeros(inside.shape, np.float32)
+            np.divide(num, den, out=depth, where=inside)
+        else:
+            # normalise on the grid, carry the depth one grid pixel out (so the upscaled border does not blend
+            # with the background), then scale depth and mask up separately
+            ring_num, ring_den = cv2.blur(num, (3, 3)), cv2.blur(den, (3, 3))
+            near = den > 1e-3
+            dn = np.zeros(grid[::-1], np.float32)
+            np.divide(ring_num, ring_den, out=dn, where=ring_den > 1e-3)
+            np.divide(num, den, out=dn, where=near)
+            inside = cv2.resize(den, size, interpolation=cv2.INTER_LINEAR) >= 0.5
+            depth = cv2.resize(dn, size, interpolation=cv2.INTER_LINEAR)
+            np.multiply(depth, inside, out=depth)
+        depth *= np.float32(to_frame)
         return region, depth, inside
 
     def __repr__(self) -> str:
@@ -235,7 +266,9 @@ class FrameResult:
             sd, sm = depth[y0:y1, x0:x1], mask[y0:y1, x0:x1]
             if sm.any():  # overlaps an earlier face: the nearest (largest depth) wins
                 m = m & (~sm | (d > sd))
-            np.copyto(sd, d, where=m)
+                np.copyto(sd, d, where=m)
+            else:  # nothing there yet, and d is 0 outside its mask
+                sd[...] = d
             sm |= m
         self.timings.setdefault("paste", (time.perf_counter() - t0) * 1e3)
         return depth, mask

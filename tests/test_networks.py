@@ -119,3 +119,26 @@ def test_coarse_net_with_and_without_feedback_input(weights, face_model, tmp_pat
     assert with_fb.precision == "fp32"
     with_fb.close()
     only.close()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_shipped_fine_net_adds_nothing_to_a_flat_input(precision):
+    """The released FineNet on a flat grey crop over a flat coarse depth: finite output and a zero-mean
+    residual (depth is known up to a constant; the net must not shift it), no relief to speak of."""
+    from rtface.networks import int8_status, load_manifest, load_networks
+
+    why = int8_status(load_manifest())
+    if precision == "int8" and why is not None:
+        pytest.skip(f"no INT8 FineNet: {why}")
+    nets = load_networks(backend="cpu", precision=precision, threads=1)
+    s = nets.size
+    yy, xx = np.mgrid[0:s, 0:s] + 0.5
+    mask = (((xx - s / 2) ** 2 + (yy - s / 2) ** 2) < (0.4 * s) ** 2).astype(np.float32)[None]
+    image = np.full((1, 3, s, s), 0.5, np.float32)
+    coarse = 40.0 * mask
+    out = np.asarray(nets.fine.run(image, coarse, mask))
+    nets.close()
+    assert out.shape == (1, s, s) and np.isfinite(out).all()
+    residual = (out - coarse)[mask > 0]
+    assert abs(float(residual.mean())) < 0.1  # crop px (0.17 mm at S = 128)
+    assert float(np.abs(residual).mean()) < 0.5

@@ -38,6 +38,31 @@ def test_frame_depth_units_region_and_background():
     assert np.allclose(r.coarse_depth[m], 20.0, atol=1e-3)
 
 
+def test_large_face_pastes_through_the_grid_like_the_direct_warp(monkeypatch):
+    """A face drawn at 8 frame px per crop px (a 1080p close-up) goes through the grid and cv2.resize; it gives
+    the direct warp's mask and, on a smooth rotated dome, its depth to a small fraction of a crop px."""
+    import rtface.results as results
+
+    a = box_crop_transform(np.array([400.0, 300.0]), 8.0 * S, S, 0.2)
+    yy, xx = np.mgrid[0:S, 0:S] + 0.5
+    r2 = ((xx - S / 2) ** 2 + (yy - S / 2) ** 2) / (S / 2.5) ** 2
+    mask = r2 < 1
+    depth = np.where(mask, 10.0 + 12.0 * np.sqrt(np.clip(1.0 - r2, 0.0, 1.0)), 0.0).astype(np.float32)
+    face = FaceResult(box=[0, 0, 1, 1], score=0.9, track_id=0, identity=np.zeros(100), expression=np.zeros(53),
+                      crop_pose=Pose(np.zeros(3), 6.0, np.array([S / 2, S / 2])), crop_vertices=None,
+                      depth=depth, coarse_depth=depth, mask=mask, frame_to_crop=a)
+    grid = face.paste(600, 800)
+    monkeypatch.setattr(results, "PASTE_GRID_MIN", np.inf)
+    direct = face.paste(600, 800)
+    assert grid[0] == direct[0]
+    (_, dg, mg), (_, dd, md) = grid, direct
+    assert (mg != md).sum() < 0.002 * md.sum()
+    both = mg & md
+    inner = both & (np.abs(dd - 8.0 * 10.0) > 8.0 * 2.0)  # away from the dome's steep rim
+    assert np.abs(dg - dd)[inner].mean() < 8.0 * 0.02 and np.abs(dg - dd)[inner].max() < 8.0 * 0.3
+    assert (dg[~mg] == 0).all()
+
+
 def test_nearest_face_wins_where_faces_overlap():
     near = make_face((100, 100), 128, 30.0, 1)
     far = make_face((130, 100), 128, 10.0, 2)

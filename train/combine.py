@@ -6,8 +6,8 @@ trains a FineNet while a CoarseNet run goes on), and phase 2 and the export take
 ``python -m train.combine --coarse RUN_A/ckpt_last.pt --fine RUN_B/ckpt_last.pt --out combined.pt``
 
 The result has the FineNet run's configuration (its ``fine`` and ``train`` sections) with the CoarseNet run's
-``coarse`` section, which must describe the same CoarseNet architecture the weights have; both runs must use
-the same variant and face model. Optimiser states are not carried over (a combined checkpoint starts phase 2
+``coarse`` section (the architecture its weights have; a ``train.coarse_real`` checkpoint works too); both
+runs must use the same variant and face model. Optimiser states are not carried over (a combined checkpoint starts phase 2
 or goes to the export, it is not resumed).
 """
 
@@ -25,10 +25,7 @@ def combine(coarse_ckpt: dict, fine_ckpt: dict) -> dict:
         if coarse_ckpt.get(key) != fine_ckpt.get(key):
             raise CheckpointError(f"the two checkpoints differ in {key} ({coarse_ckpt.get(key)!r} vs "
                                   f"{fine_ckpt.get(key)!r}); combine checkpoints of one variant and face model")
-    if coarse_ckpt["config"]["coarse"] != fine_ckpt["config"]["coarse"]:
-        raise CheckpointError("the two checkpoints have different CoarseNet configurations; the CoarseNet "
-                              "weights would not fit the combined configuration")
-    config = dict(fine_ckpt["config"])
+    config = dict(fine_ckpt["config"], coarse=coarse_ckpt["config"]["coarse"])
     combined = {
         "format": fine_ckpt["format"],
         "variant": fine_ckpt["variant"],

@@ -64,6 +64,8 @@ class TrainConfig:
     #                        learning in 400 steps); L2 lets the few wrinkle pixels drive the gradient.
     w_fine_l1: float = 1.0  # data term on (residual - detail) inside the mask, crop px (L1 or L2, see fine_loss)
     w_fine_grad: float = 1.0  # same on grad(pred depth) - grad(gt depth) inside the mask, crop px / px
+    w_fine_highpass: float = 0.0  # data term on the error's high-pass (phase1.highpass, fine_highpass_px)
+    fine_highpass_px: float = 3.0
     coarse_noise_px: float = 1.0  # std of the smooth noise added to the GT coarse depth fed to FineNet
     detail_prob: float = 1.0  # fraction of synthetic faces with fine detail in FineNet batches
     # Groove depths of the synthetic detail (mm). Wider than synth's default (0.2-1.5): at S=128 one pixel is
@@ -72,6 +74,15 @@ class TrainConfig:
     # Narrowest wrinkle cross-section (px) in the training faces: synth's default 0.7 px leaves most wrinkles
     # invisible after blur and JPEG at S=128, and a FineNet trained on them learnt a zero residual (measured).
     detail_min_width_px: float = 2.0
+    # Fraction of FineNet faces whose coarse input is the CoarseNet's own fit of the synthetic image (the
+    # weights folder ``fine_coarse_weights``, "" = the package's), as in the pipeline, instead of the true coarse
+    # depth plus smooth noise. The target is then the true surface: the FineNet learns to correct the coarse
+    # fit's errors at the scale of a few mm (nose ridge, lids, lips) where the image's shading shows them.
+    fine_predicted_prob: float = 0.0
+    fine_coarse_weights: str = ""
+    # Pixels of a predicted-input face whose true depth lies further than this from the fit (after the two
+    # surfaces' offset is removed, crop px) carry no loss: a fit that missed the face teaches nothing.
+    fine_predicted_max_px: float = 6.0
     fine_only: bool = False  # train only FineNet (CoarseNet frozen, e.g. taken over from an earlier run)
     coarse_detail: bool = True  # CoarseNet batches also show faces with detail (more realistic images)
     data_workers: int = 1

@@ -9,10 +9,13 @@ One synthetic batch of ``batch_size`` faces (``synth.batch``, with fine detail) 
   perturbation is Gaussian on every parameter (see :data:`PERTURB`), scaled per face.
 * FineNet: the first ``fine_batch_size`` faces, with ``coarse_in`` = the GT 3DMM depth (``coarse_depth``)
   plus smooth noise (a random tilt and a low-frequency field, ``coarse_noise_px``), the GT ``mask`` and
-  ``detail`` (= depth - coarse_depth). The FineNet's target is ``coarse_in + detail``: it must *add* the
-  image-evidenced detail to whatever coarse surface it gets, not re-estimate the coarse shape (which is
-  why it can be trained on ground-truth coarse depth - cheaper, no CoarseNet in the loop, and it decouples
-  the two networks; the noise keeps it from relying on an exactly correct coarse surface).
+  ``detail`` (= depth - coarse_depth). The FineNet's target is ``coarse_in + detail``: it *adds* the
+  image-evidenced detail to the coarse surface it gets. With ``fine_predicted_prob`` > 0 that fraction of
+  the faces instead gets what the pipeline gives it, the CoarseNet's own fit rasterised
+  (:func:`predicted_coarse`), and ``detail`` = the true surface minus that fit on ``fine_valid``: the
+  FineNet then also learns to correct the fit's shape errors at the scale of a few mm, where the image's
+  shading shows them (the truth-fed faces keep it from changing a surface that is already right).
+  ``fine_valid`` marks the pixels that carry the loss (the mask for truth-fed faces).
 
 Determinism: batch ``k`` of a run with seed ``s`` is drawn with synth seed :func:`batch_seed` (``s``, ``k``),
 always < 10**6, so held-out sets (``benchmarks/accuracy.py``) use seeds >= 10**6. The feedback
@@ -51,6 +54,7 @@ def batch_seed(seed: int, index: int) -> int:
 class _State:
     model: object = None
     pncc: np.ndarray | None = None
+    coarse: dict | None = None  # weights folder -> rtface.networks.CoarseNet (one ONNX Runtime thread)
 
 
 _STATE = _State()
@@ -82,6 +86,51 @@ def perturbed_feedback(model, pncc: np.ndarray, identity: np.ndarray, expression
     p[:, 4:6] += f * rng.normal(0.0, PERTURB["translation_frac"] * size, (b, 2))
     verts = project(model.vertices(idn.astype(np.float32), exp.astype(np.float32)), p)
     return render_feedback(verts, model.triangles, size, pncc)
+
+
+def _coarse_net(weights: str):
+    if _STATE.coarse is None:
+        _STATE.coarse = {}
+    if weights not in _STATE.coarse:
+        from rtface.networks import load_networks
+
+        _STATE.coarse[weights] = load_networks(weights or None, backend="cpu", threads=1,
+                                               face_model_hash=_model().hash).coarse
+    return _STATE.coarse[weights]
+
+
+def predicted_coarse(model, coarse_net, image: np.ndarray, truth: np.ndarray, truth_mask: np.ndarray,
+                     max_px: float) -> dict[str, np.ndarray]:
+    """The FineNet input the pipeline would give for synthetic crops, and the target that goes with it.
+
+    ``image`` (B,3,S,S) the CoarseNet input; ``truth`` (B,S,S) the true surface incl. detail (crop px) inside
+    ``truth_mask``. The CoarseNet's fit (feedback off, a single image) is rasterised as in the pipeline:
+    ``coarse_in`` its depth, ``mask`` its mask. ``target = truth - coarse_in`` on ``valid``: both masks, one
+    pixel in from either silhouette, and within ``max_px`` of the fit once the two surfaces' median offset is
+    removed (a fit that missed the face has no target there); 0 elsewhere."""
+    import cv2
+
+    from rtface.camera import project
+    from rtface.render import rasterize
+
+    s = image.shape[-1]
+    out = coarse_net.run(image)
+    verts = project(model.vertices(out["identity"], out["expression"]), out["pose"])
+    r = rasterize(verts.astype(np.float32), model.triangles, s, s, backend="cpu")
+    mask = r.mask.astype(np.float32)
+    coarse_in = r.depth.astype(np.float32) * mask
+    kernel = np.ones((3, 3), np.uint8)
+    valid = np.zeros_like(mask)
+    target = np.zeros_like(mask)
+    for i in range(len(image)):
+        both = cv2.erode((r.mask[i] & (truth_mask[i] > 0)).astype(np.uint8), kernel) > 0
+        if not both.any():
+            continue
+        diff = truth[i] - coarse_in[i]
+        ok = both & (np.abs(diff - np.median(diff[both])) < max_px)
+        valid[i] = ok
+        target[i] = diff * ok
+    return {"coarse_in": coarse_in, "mask": mask, "target": target, "valid": valid}
 
 
 def smooth_noise(mask: np.ndarray, sigma_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -127,10 +176,16 @@ def make_batch(cfg: VariantConfig, seed: int, index: int) -> dict[str, np.ndarra
     coarse = raw["coarse_depth"][:nf].astype(np.float32) * mask
     detail = raw["detail"][:nf].astype(np.float32) * mask
     coarse_in = coarse + smooth_noise(mask, t.coarse_noise_px, rng)
+    valid = mask.copy()
+    pick = np.flatnonzero(rng.random(nf) < t.fine_predicted_prob)
+    if len(pick):
+        p = predicted_coarse(model, _coarse_net(t.fine_coarse_weights), image[pick], (coarse + detail)[pick],
+                             mask[pick], t.fine_predicted_max_px)
+        coarse_in[pick], mask[pick], detail[pick], valid[pick] = p["coarse_in"], p["mask"], p["target"], p["valid"]
     return {
         "image": image, "feedback": feedback, "identity": identity, "expression": expression, "pose": pose,
         "coarse_depth": raw["coarse_depth"].astype(np.float32), "mask": raw["mask"].astype(np.float32),
-        "fine_coarse_in": coarse_in, "fine_mask": mask, "fine_detail": detail,
+        "fine_coarse_in": coarse_in, "fine_mask": mask, "fine_detail": detail, "fine_valid": valid,
     }
 
 

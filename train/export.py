@@ -6,7 +6,9 @@ Each file is checked against torch with ONNX Runtime (CPU) on a batch of 2; the 
 printed and the export fails (nothing written) when the difference relative to the output range exceeds
 ``--tol``. Weights are stored as float16 (``--storage float16``, the default; :mod:`train.onnx_half`: the graph
 still computes in float32, the files are half the size); the stored file is checked again against torch with
-``--half-tol``. ``--random-init`` exports freshly initialised networks instead (manifest
+``--half-tol``. ``--coarse-from DIR`` (``--fine-from DIR``) ships that weights folder's CoarseNet (FineNet) file unchanged
+and exports only the checkpoint's other network, e.g. after a FineNet-only run. ``--random-init`` exports
+freshly initialised networks instead (manifest
 ``"training": {"status": "untrained"}``), so the rest of the pipeline can be built against real files.
 """
 
@@ -114,45 +116,47 @@ def stored(module: torch.nn.Module, data: bytes, feeds: dict[str, np.ndarray], o
     return half, parity(module, half, feeds, outputs, tol, f"{what} (float16 storage)")
 
 
-def export(cfg: VariantConfig, coarse: CoarseNet, fine: FineNet | None, out_dir: Path, face_model_hash: str,
+def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, out_dir: Path, face_model_hash: str,
            training: dict, tol: float = 1e-4, metrics: dict | None = None, fine_from: Path | None = None,
-           storage: str = "float16", half_tol: float = 2e-3) -> dict:
+           storage: str = "float16", half_tol: float = 2e-3, coarse_from: Path | None = None) -> dict:
     """Export both networks with parity checks, then write the files and manifest. Returns the manifest.
 
-    With ``fine`` None, the FineNet ONNX file of the weights folder ``fine_from`` is shipped unchanged (its
-    manifest entry and training record are carried over)."""
+    With ``fine`` (``coarse``) None, the FineNet (CoarseNet) ONNX file of the weights folder ``fine_from``
+    (``coarse_from``) is shipped unchanged (its manifest entry and training record are carried over)."""
     out_dir = Path(out_dir)
     s = cfg.size
-    coarse.eval()
     c_feeds, f_feeds = example_inputs(s)
-    c_inputs = COARSE_INPUTS if coarse.feedback else COARSE_INPUTS[:1]  # image only without the feedback input
-    c_feeds = {k: c_feeds[k] for k in c_inputs}
-    c_args = tuple(torch.from_numpy(v[:1]) for v in c_feeds.values())
-    f_args = tuple(torch.from_numpy(v[:1]) for v in f_feeds.values())
     print(f"exporting variant {cfg.name!r} (S={s}, opset {OPSET}) to {out_dir}")
-    c_data = onnx_bytes(coarse, c_args, c_inputs, COARSE_OUTPUTS)
-    diffs = {"coarse": parity(coarse, c_data, c_feeds, COARSE_OUTPUTS, tol, "coarse")}
+    data: dict[str, bytes] = {}
+    diffs: dict[str, float | None] = {}
     half_diffs: dict[str, float | None] = {}
-    c_data, half_diffs["coarse"] = stored(coarse, c_data, c_feeds, COARSE_OUTPUTS, storage, half_tol, "coarse")
-    if fine is not None:
-        fine.eval()
-        f_data = onnx_bytes(fine, f_args, FINE_INPUTS, FINE_OUTPUTS)
-        diffs["fine"] = parity(fine, f_data, f_feeds, FINE_OUTPUTS, tol, "fine")
-        f_data, half_diffs["fine"] = stored(fine, f_data, f_feeds, FINE_OUTPUTS, storage, half_tol, "fine")
-    else:
-        from rtface.networks import load_manifest
+    for key, net, names, outputs, source in (("coarse", coarse, COARSE_INPUTS, COARSE_OUTPUTS, coarse_from),
+                                             ("fine", fine, FINE_INPUTS, FINE_OUTPUTS, fine_from)):
+        if net is None:
+            from rtface.networks import load_manifest
 
-        prev = load_manifest(fine_from)
-        f_data = (Path(prev["_dir"]) / prev["networks"]["fine"]["file"]).read_bytes()
-        diffs["fine"] = prev["networks"]["fine"].get("parity_max_abs_diff")
-        training = {**training, "fine": {"from": str(fine_from), "sha256": prev["networks"]["fine"]["sha256"],
-                                         "training": prev.get("training", {})}}
+            prev = load_manifest(source)
+            entry = prev["networks"][key]
+            data[key] = (Path(prev["_dir"]) / entry["file"]).read_bytes()
+            diffs[key] = entry.get("parity_max_abs_diff")
+            record = {k: v for k, v in prev.get("training", {}).items() if k not in ("coarse", "fine")}
+            training = {**training, key: {"from": str(source), "sha256": entry["sha256"], "training": record}}
+            continue
+        net.eval()
+        feeds = c_feeds if key == "coarse" else f_feeds
+        if key == "coarse":  # image only without the feedback input
+            names = names if coarse.feedback else names[:1]
+            feeds = {k: feeds[k] for k in names}
+        args = tuple(torch.from_numpy(v[:1]) for v in feeds.values())
+        raw = onnx_bytes(net, args, names, outputs)
+        diffs[key] = parity(net, raw, feeds, outputs, tol, key)
+        data[key], half_diffs[key] = stored(net, raw, feeds, outputs, storage, half_tol, key)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"coarse": f"coarse_{cfg.name}.onnx", "fine": f"fine_{cfg.name}.onnx"}
     networks = {}
-    for key, data in (("coarse", c_data), ("fine", f_data)):
+    for key in ("coarse", "fine"):
         path = out_dir / files[key]
-        write_atomic(path, data)
+        write_atomic(path, data[key])
         networks[key] = {"file": files[key], "sha256": sha256_file(path), "parity_max_abs_diff": diffs[key]}
         if half_diffs.get(key) is not None:
             networks[key]["storage"] = {"weights": "float16", "parity_max_abs_diff": half_diffs[key]}
@@ -201,6 +205,8 @@ def main(argv=None) -> int:
     ap.add_argument("--metrics", help="JSON file with held-out metrics to put into the manifest")
     ap.add_argument("--fine-from", help="weights folder whose FineNet ONNX is shipped unchanged (needed for a "
                     "CoarseNet-only checkpoint)")
+    ap.add_argument("--coarse-from", help="weights folder whose CoarseNet ONNX is shipped unchanged (the "
+                    "checkpoint's own CoarseNet is left out, e.g. after a FineNet-only run)")
     args = ap.parse_args(argv)
     from rtface.face_model import FaceModel
 
@@ -220,6 +226,8 @@ def main(argv=None) -> int:
                 ap.error("--checkpoint is required (or --random-init)")
             ckpt = load_checkpoint(args.checkpoint, variant=args.variant, face_model_hash=model.hash)
             cfg, coarse, fine = nets_from_checkpoint(ckpt, args.checkpoint)
+            if args.coarse_from:
+                coarse = None
             if fine is None and not args.fine_from:
                 ap.error(f"{args.checkpoint} holds no FineNet: name the weights whose FineNet to ship with --fine-from")
             training = {"status": "trained" if ckpt["step"] >= ckpt.get("total_steps", 0) else "partial",
@@ -229,7 +237,8 @@ def main(argv=None) -> int:
                         "config": ckpt["config"], "provenance": ckpt.get("provenance", {})}
         metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
         export(cfg, coarse, fine, Path(args.out), model.hash, training, tol=args.tol, metrics=metrics,
-               fine_from=Path(args.fine_from) if args.fine_from else None, storage=args.storage,
+               fine_from=Path(args.fine_from) if args.fine_from else None,
+               coarse_from=Path(args.coarse_from) if args.coarse_from else None, storage=args.storage,
                half_tol=args.half_tol)
     except (CheckpointError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -147,7 +147,8 @@ HEAD_SLOPE = 0.1  # negative slope of the FineNet head's leaky ReLUs
 
 
 class FineNet(nn.Module):
-    """(image (N,3,S,S), coarse_depth (N,1,S,S) crop px, mask (N,1,S,S)) -> depth (N,1,S,S) crop px."""
+    """(image (N,3,S,S), coarse_depth (N,1,S,S) crop px, mask (N,1,S,S)) -> depth (N,1,S,S) crop px: the
+    coarse depth plus a residual that is zero outside the mask and zero-mean inside it."""
 
     def __init__(self, cfg: VariantConfig):
         super().__init__()
@@ -200,8 +201,11 @@ class FineNet(nn.Module):
             if stride > 1:
                 p = F.interpolate(p, scale_factor=float(stride), mode="bilinear", align_corners=False)
             h = h + p
-        residual = self.head(h)
-        return coarse_depth + residual * m
+        # Depth is known up to a constant: the residual is made zero-mean over the mask, so the FineNet changes
+        # the shape, never the offset (its loss ignores the offset, train/phase1.py).
+        residual = self.head(h) * m
+        residual = residual - (residual.sum(dim=(2, 3), keepdim=True) / area) * m
+        return coarse_depth + residual
 
 
 def build(cfg: VariantConfig) -> tuple[CoarseNet, FineNet]:

@@ -18,7 +18,7 @@ Quantisation (one file for ONNX Runtime on the CPU and for TensorRT's strongly t
 
 * weights INT8, symmetric, per output channel; activations INT8, symmetric (zero point 0: the only scheme
   TensorRT accepts), ranges from ``--method`` (ONNX Runtime's MinMax, Percentile or Entropy calibrators;
-  ``auto``, the default: MinMax for the CoarseNet, Entropy for the FineNet, see :data:`AUTO_METHOD`);
+  ``auto``, the default: MinMax for the CoarseNet, Percentile for the FineNet, see :data:`AUTO_METHOD`);
 * biases stay float (TensorRT dequantises 8-bit tensors only; ONNX Runtime quantises float biases itself
   when it fuses a Conv);
 * both ends stay float (:func:`float_nodes`): the input normalisation up to the first convolution, and the
@@ -55,11 +55,11 @@ from rtface.assets import sha256_file, write_atomic
 #: Activation range calibrators. MinMax keeps only per-tensor minima and maxima; Percentile and Entropy keep
 #: every activation of every calibration input in memory (about 20 MB per FineNet input at S = 128).
 METHODS = ("minmax", "percentile", "entropy")
-#: ``--method auto``: the calibrator of each network. Measured (``benchmarks.accuracy``, 64 held-out synthetic
-#: faces, FineNet fed the true coarse surface, whole-face error relative to FP32): MinMax +3.1 % (+10.4 % with
-#: another calibration draw), Percentile +2.0 %, Entropy -0.6 %, MinMax with the last 3 or 5 convolutions
-#: float +3.1 / +3.4 %. The CoarseNet's 300-W NME is unchanged by INT8 with MinMax.
-AUTO_METHOD = {"coarse": "minmax", "fine": "entropy"}
+#: ``--method auto``: the calibrator of each network. Measured on the released FineNet (``benchmarks.accuracy``,
+#: held-out detail sets, FineNet on the predicted coarse depth: the part of the fit's high-pass error it removes,
+#: FP32 6.2 %): Percentile 5.2 %, Entropy 4.6 %, MinMax 4.2 % (FineNet on the true coarse surface: spurious
+#: relief 2.40x, 2.50x, 2.65x; FP32 2.10x). The CoarseNet's 300-W NME is unchanged by INT8 with MinMax.
+AUTO_METHOD = {"coarse": "minmax", "fine": "percentile"}
 #: Percentile and Entropy keep every activation in memory: they calibrate on the first this many inputs.
 HISTOGRAM_INPUTS = 64
 

@@ -50,7 +50,7 @@ def test_shapes_and_initial_prediction(variant):
     np.testing.assert_allclose(pose[0].numpy(), frontal_pose(s), rtol=0.05, atol=0.05)
 
 
-def test_fine_output_is_coarse_outside_mask():
+def test_fine_output_is_coarse_outside_mask_and_its_residual_zero_mean():
     from train.nets import FineNet
 
     cfg = tiny_variant()
@@ -63,6 +63,7 @@ def test_fine_output_is_coarse_outside_mask():
         d = f(torch.rand(1, 3, 32, 32), coarse, mask)
     assert torch.equal(d[mask == 0], coarse[mask == 0])
     assert not torch.equal(d[mask == 1], coarse[mask == 1])
+    assert abs(float((d - coarse)[mask == 1].mean())) < 1e-5  # a shape change, never a depth offset
 
 
 @pytest.mark.parametrize("storage", ["float16", "float32"])
@@ -199,3 +200,25 @@ def test_half_storage_round_trip(tmp_path):
         assert np.abs(a - b).max() < 2e-3 * max(1.0, np.abs(a).max())
         assert np.array_equal(b, r)  # the restored file holds exactly the float16-rounded weights
     assert float_storage(onnx.load_from_string(data)).SerializeToString() == onnx.load_from_string(data).SerializeToString()
+
+
+def test_export_ships_the_other_network_unchanged(tmp_path, face_model):
+    """A FineNet-only (CoarseNet-only) export keeps the other network's file and records where it came from."""
+    from train.export import export
+    from train.nets import CoarseNet, FineNet
+
+    cfg = tiny_variant()
+    c, f = CoarseNet(cfg), FineNet(cfg)
+    randomise(c)
+    randomise(f)
+    first = export(cfg, c, f, tmp_path / "a", face_model.hash, {"status": "trained", "step": 1}, storage="float32")
+    randomise(f.head)
+    with torch.no_grad():
+        f.head[-1].bias.fill_(0.5)
+    second = export(cfg, None, f, tmp_path / "b", face_model.hash, {"status": "trained", "step": 2},
+                    coarse_from=tmp_path / "a", storage="float32")
+    assert (tmp_path / "b" / "coarse_s.onnx").read_bytes() == (tmp_path / "a" / "coarse_s.onnx").read_bytes()
+    assert second["networks"]["coarse"]["sha256"] == first["networks"]["coarse"]["sha256"]
+    assert second["networks"]["fine"]["sha256"] != first["networks"]["fine"]["sha256"]
+    assert second["training"]["coarse"] == {"from": str(tmp_path / "a"), "sha256": first["networks"]["coarse"]["sha256"],
+                                            "training": {"status": "trained", "step": 1}}

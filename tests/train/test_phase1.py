@@ -112,3 +112,48 @@ def test_fine_only_run_keeps_the_coarse_net_and_combines(synth, face_model, tmp_
     other = dict(b, face_model_hash="0" * 64)
     with pytest.raises(p1.CheckpointError, match="face_model_hash"):
         combine(a, other)
+
+
+def test_predicted_coarse_input_is_the_fit_and_the_target_the_truth(synth, face_model):
+    """With ``fine_predicted_prob`` the FineNet gets the released CoarseNet's fit, and its target is the true
+    surface: fit + target = true coarse surface + detail on the valid pixels, up to the fit's depth offset."""
+    from train.config import with_train
+    from train.data import make_batch
+
+    cfg = with_train(dataclasses.replace(tiny_cfg(), size=128), fine_predicted_prob=1.0)
+    b = make_batch(cfg, seed=1, index=0)
+    fit, mask, target, valid = (b[k] > 0 if k in ("fine_mask", "fine_valid") else b[k]
+                                for k in ("fine_coarse_in", "fine_mask", "fine_detail", "fine_valid"))
+    truth_mask = b["mask"][:2] > 0
+    assert valid.any(axis=(1, 2)).all()
+    assert not (valid & ~(mask & truth_mask)).any() and not target[~valid].any()
+    assert (mask != truth_mask).any()  # the fit's own silhouette, not the truth's
+    for i in range(2):
+        v = valid[i]
+        off = fit[i][v] - b["coarse_depth"][i][v]  # the fit's shape error (and depth offset)
+        rebuilt = fit[i][v] + target[i][v] - b["coarse_depth"][i][v]  # = the true detail
+        assert np.abs(rebuilt).max() < 3.0 < np.abs(off - np.median(off)).max()
+
+
+def test_fine_loss_ignores_a_depth_offset_and_highpass_ignores_tilts():
+    from train.config import get_variant
+    from train.nets import FineNet
+    from train.phase1 import fine_detail_losses, highpass
+
+    cfg = dataclasses.replace(tiny_cfg(), size=32)
+    fine = FineNet(cfg)
+    mask = torch.zeros(2, 32, 32)
+    mask[:, 4:28, 6:26] = 1
+    b = {"image": torch.rand(2, 3, 32, 32), "fine_coarse_in": 10.0 * mask, "fine_mask": mask,
+         "fine_valid": mask, "fine_detail": 3.0 * mask}  # the truth lies 3 px behind the fit everywhere
+    losses = fine_detail_losses(fine, b, get_variant("s").train)  # zero residual: only the offset is off
+    assert float(losses["fine_data"].detach()) == pytest.approx(0.0, abs=1e-10)
+    assert float(losses["fine_grad"].detach()) == pytest.approx(0.0, abs=1e-10)
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    plane = (0.5 * y + 0.2 * x)[None, None] * mask[:1, None]
+    inner = torch.zeros_like(mask[:1, None])
+    inner[..., 13:19, 15:17] = 1  # three sigma from the mask's edge
+    assert float((highpass(plane, mask[:1, None], 3.0) * inner).abs().max()) < 1e-3
+    spike = torch.zeros_like(plane)
+    spike[..., 16, 16] = 1.0
+    assert float(highpass(spike, mask[:1, None], 3.0)[..., 16, 16]) > 0.95

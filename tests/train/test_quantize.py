@@ -39,6 +39,7 @@ def int8_weights(tmp_path_factory):
 def test_manifest_entries(int8_weights):
     from rtface.assets import sha256_file
     from rtface.networks import int8_status, load_manifest
+    from train.quantize import AUTO_METHOD
 
     out, manifest = int8_weights
     m = load_manifest(out)  # verifies the INT8 checksums too
@@ -49,7 +50,7 @@ def test_manifest_entries(int8_weights):
         assert q["file"] == entry["file"].replace(".onnx", ".int8.onnx")
         assert q["sha256"] == sha256_file(out / q["file"]) and q["source_sha256"] == entry["sha256"]
         assert q["calibration"]["faces"] == 8 and q["calibration"]["inputs"] >= 8
-        assert q["calibration"]["method"] == {"coarse": "minmax", "fine": "entropy"}[key]
+        assert q["calibration"]["method"] == AUTO_METHOD[key]
     assert m["format"] == 1  # readers that do not know "int8" still read it
 
 

@@ -328,9 +328,8 @@ class Pipeline:
     def _view_crops(self, frame: Any, tracks, n_views: int) -> dict[float, Any]:
         """Network input (N, 3, S, S) of every face at each zoom of its first ``n_views`` views (:mod:`rtface.views`;
         zoom 1.0 is the face's own crop). ``frame``: the image, or on the GPU path the frame on the device."""
-        from .views import frame_to_view, zooms
-
         from .networks import preprocess
+        from .views import frame_to_view, zooms
 
         def crop(affines: list[np.ndarray]) -> Any:
             if self._gpu is not None:

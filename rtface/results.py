@@ -178,7 +178,8 @@ class FaceResult:
         size = (x1 - x0, y1 - y0)
         to_frame = 1.0 / affine_scale(self.frame_to_crop)  # frame px per crop px
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        if to_frame < PASTE_GRID_MIN:
+        direct = to_frame < PASTE_GRID_MIN
+        if direct:
             grid, step = size, (1.0, 1.0)
         else:
             n = PASTE_GRID_SCALE / to_frame  # grid px per frame px
@@ -191,7 +192,7 @@ class FaceResult:
         a[:, 2] -= 0.5
         w = cv2.warpAffine(dm, a, grid, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         num, den = w[..., 0], w[..., 1]
-        if grid == size:
+        if direct:
             inside = den >= 0.5
             depth = np.zeros(inside.shape, np.float32)
             np.divide(num, den, out=depth, where=inside)

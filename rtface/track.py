@@ -43,7 +43,7 @@ from .errors import InputError
 MAX_SHIFT = 0.25
 #: ... or whose scale changed by more than this factor (either way).
 MAX_SCALE_JUMP = 1.3
-#: Detector score a tracked crop must keep (checked on tracking frames with ``Detector.crop_score``).
+#: Detector score a tracked crop must keep (checked on tracking frames with ``Detector.crop_face``).
 VERIFY_THRESHOLD = 0.5
 #: Fraction of the 68 landmarks that must lie inside the frame.
 MIN_INSIDE = 0.6
@@ -267,7 +267,6 @@ class Tracker:
             return False
         self._retrack(track, *frame_shape[:2])
         return True
-
 
     def update(self, track: Track, landmarks: np.ndarray, vertices: np.ndarray | None,
                frame_shape: tuple[int, int]) -> None:

@@ -29,7 +29,7 @@ import collections
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def batch_seed(seed: int, index: int) -> int:
 class _State:
     model: object = None
     pncc: np.ndarray | None = None
-    coarse: dict | None = None  # weights folder -> rtface.networks.CoarseNet (one ONNX Runtime thread)
+    coarse: dict = field(default_factory=dict)  # weights folder -> rtface.networks.CoarseNet (one ORT thread)
 
 
 _STATE = _State()
@@ -89,8 +89,6 @@ def perturbed_feedback(model, pncc: np.ndarray, identity: np.ndarray, expression
 
 
 def _coarse_net(weights: str):
-    if _STATE.coarse is None:
-        _STATE.coarse = {}
     if weights not in _STATE.coarse:
         from rtface.networks import load_networks
 

@@ -145,7 +145,7 @@ def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, o
         net.eval()
         feeds = c_feeds if key == "coarse" else f_feeds
         if key == "coarse":  # image only without the feedback input
-            names = names if coarse.feedback else names[:1]
+            names = names if net.feedback else names[:1]
             feeds = {k: feeds[k] for k in names}
         args = tuple(torch.from_numpy(v[:1]) for v in feeds.values())
         raw = onnx_bytes(net, args, names, outputs)

@@ -1,6 +1,6 @@
 """The README's picture: a portrait, its coarse depth and its fine depth rendered as shaded surfaces.
 
-``python -m benchmarks.figure IMAGE [IMAGE ...] --out docs/portraits.png [--size 256]``
+``python -m benchmarks.figure IMAGE [IMAGE ...] --out docs/portraits.png [--size 256] [--weights DIR]``
 
 One row per image: the face crop the networks see | coarse depth (3DMM, shaded) | fine depth (shaded) |
 fine - coarse (everything the FineNet changes, blue = into the skin, red = out, +-2 mm) | its detail: the
@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("images", nargs="+")
     ap.add_argument("--out", default="docs/portraits.png")
     ap.add_argument("--size", type=int, default=256, help="tile side in pixels")
+    ap.add_argument("--weights", help="weights folder (default: the package's rtface/weights)")
     args = ap.parse_args(argv)
-    pipe = Pipeline(backend="cpu")
+    pipe = Pipeline(args.weights, backend="cpu")
     rows = []
     for path in args.images:
         image = cv2.imread(path, cv2.IMREAD_COLOR)

@@ -38,7 +38,9 @@ How a face is made (ranges in :class:`SynthConfig`):
   frequency variation (random smooth Fourier noise on the vertex positions), cheek redness, redder lips
   (inside the polygon of the outer-lip landmarks 48..59 of the mean face), darker brows (a band along the
   landmarks 17..26), optional hair on the scalp and stubble; interpolated to pixels with the barycentrics,
-  plus fine per-pixel skin noise. Lighting: order-2 SH irradiance (:mod:`rtface.render.shading`
+  plus fine per-pixel skin noise; with probability ``marks_prob`` (0 by default) sharp albedo marks without
+  geometry on top (moles, freckles, painted strokes and rings, stubble dots, blotches: :func:`_albedo_marks`).
+  Lighting: order-2 SH irradiance (:mod:`rtface.render.shading`
   conventions, image frame, irradiance coefficients, RGB columns) of a dominant ambient term plus one
   slightly coloured directional light (mostly from the front and above), exposure folded in. Image
   (display values in [0, 1], no gamma: the same model as the phase-2 shape-from-shading loss)::
@@ -121,6 +123,9 @@ class SynthConfig:
     pore_noise: tuple[float, float] = (0.0, 0.03)  # per-pixel relative albedo noise
     hair_prob: float = 0.7
     stubble_prob: float = 0.12
+    # sharp albedo marks without geometry (moles, freckles, painted strokes and rings, stubble dots, blotches;
+    # ``_albedo_marks``): the probability that a face carries them; 0 keeps the faces of earlier releases
+    marks_prob: float = 0.0
     # image degradations
     occluder_prob: float = 0.1
     blur_prob: float = 0.6
@@ -422,6 +427,8 @@ def _render(model, md, rng, cfg, size, detail, identity, expression, verts_cm, a
     # lighting
     sh, light_dir, light_rgb = _lighting(rng, cfg, skin_luma)
     n_p = normals.reshape(-1, 3)[sel]
+    if cfg.marks_prob > 0 and len(sel) and rng.random() < cfg.marks_prob:
+        alb_p = _albedo_marks(np.random.default_rng(rng.integers(2**63)), md, canon_p, alb_p, scale)
     pores = 1.0 + rng.uniform(*cfg.pore_noise) * rng.standard_normal((len(sel), 1), dtype=np.float32)
     alb_p = np.clip(alb_p * pores, 0.0, 1.0).astype(np.float32)
     face = alb_p * shading.shade(n_p, sh)
@@ -491,6 +498,82 @@ def _vertex_albedo(md: _ModelData, rng, cfg: SynthConfig) -> np.ndarray:
         streak = 1.0 + 0.15 * np.sin(x[:, 0:1] * rng.uniform(6, 12) + x[:, 2:3] * 3.0)
         alb = alb * (1 - wh) + hair[None] * streak * wh
     return np.clip(alb, 0.01, 1.0).astype(np.float32), float(skin @ np.array([0.299, 0.587, 0.114]))
+
+
+def _albedo_marks(rng, md: _ModelData, u: np.ndarray, alb: np.ndarray, scale: float) -> np.ndarray:
+    """Albedo (P, 3) of the pixels with mean-face coordinates ``u`` (P, 3) (cm) with sharp marks painted on it:
+    marks that change the colour only, never the geometry, so that a FineNet learns that a thin dark line, a
+    dot or a coloured stroke is not a groove (real faces have moles, freckles, make-up, stubble and glasses
+    frames; the per-vertex albedo of :func:`_vertex_albedo` has no edge sharper than a triangle).
+
+    Each kind is drawn with its own probability: spots (moles, freckles: 3-80 disks of radius 0.03-0.2 cm,
+    brown, more or less dark), strokes (1-4 quadratic curves or ellipses of half-width 0.03-0.2 cm: make-up,
+    face paint, frames; dark or any colour), stubble (a dot on a 0.1-0.16 cm cell grid, present in a random
+    share of the cells, in a random band of the face) and blotches (1-2 ellipses of 0.3-1.5 cm with a soft
+    edge). Edges are anti-aliased over about a pixel (``scale``: px per cm)."""
+    x, y = u[:, 0], u[:, 1]
+    lm = md.lm
+    x_lim, y_lo, y_hi = 6.5, float(lm[8, 1]), md.brow_top + 3.5
+    aa = 0.7 / max(scale, 1e-6)  # ramp width (cm), about a pixel
+    skin = np.median(alb, axis=0)
+    out = alb.astype(np.float32).copy()
+
+    def paint(weight: np.ndarray, colour) -> None:
+        w = np.clip(weight, 0.0, 1.0)[:, None].astype(np.float32)
+        out[:] = out * (1.0 - w) + w * np.asarray(colour, np.float32)
+
+    def centre():
+        return np.array([rng.uniform(-x_lim, x_lim), rng.uniform(y_lo, y_hi)])
+
+    if rng.random() < 0.7:  # spots
+        layer = np.zeros(len(u))
+        for _ in range(int(rng.integers(3, 81))):
+            c, r = centre(), rng.uniform(0.03, 0.2)
+            near = (np.abs(x - c[0]) < r + aa) & (np.abs(y - c[1]) < r + aa)
+            if near.any():
+                d = np.hypot(x[near] - c[0], y[near] - c[1])
+                layer[near] = np.maximum(layer[near], rng.uniform(0.4, 1.0) * np.clip(0.5 + (r - d) / aa, 0, 1))
+        paint(layer, skin * np.array([0.75, 0.6, 0.5]) * rng.uniform(0.4, 1.0))
+    if rng.random() < 0.5:  # strokes: curves and rings
+        for _ in range(int(rng.integers(1, 5))):
+            if rng.random() < 0.3:
+                ang = np.linspace(0, 2 * np.pi, 48)
+                radii = np.array([rng.uniform(1.0, 2.5), rng.uniform(0.8, 1.8)])
+                line = centre() + radii * np.stack([np.cos(ang), np.sin(ang)], 1)
+            else:
+                p0, p1, p2 = centre(), centre(), centre()
+                p2 = p0 + (p2 - p0) * rng.uniform(0.1, 0.6)
+                tt = np.linspace(0, 1, 24)[:, None]
+                line = (1 - tt) ** 2 * p0 + 2 * (1 - tt) * tt * p1 + tt**2 * p2
+            hw = rng.uniform(0.03, 0.2)
+            lo, hi = line.min(0) - hw - aa, line.max(0) + hw + aa
+            near = (x > lo[0]) & (x < hi[0]) & (y > lo[1]) & (y < hi[1])
+            if not near.any():
+                continue
+            layer = np.zeros(len(u))
+            d = _polyline_distance(np.stack([x[near], y[near]], 1), line)
+            layer[near] = rng.uniform(0.5, 1.0) * np.clip(0.5 + (hw - d) / aa, 0, 1)
+            colour = rng.uniform(0.02, 0.15) * np.ones(3) if rng.random() < 0.5 else rng.uniform(0.05, 0.9, 3)
+            paint(layer, colour)
+    if rng.random() < 0.3:  # stubble dots: one per grid cell, in a share of the cells, in a band of the face
+        cell, r = rng.uniform(0.1, 0.16), rng.uniform(0.02, 0.045)
+        ix, iy = np.floor(x / cell).astype(np.int64), np.floor(y / cell).astype(np.int64)
+        h = (ix * 73856093) ^ (iy * 19349663) ^ int(rng.integers(1 << 30))
+        hr = np.random.default_rng(0).random(4096)  # a fixed table: positions follow the hash
+        ox, oy, on = hr[h % 4096], hr[(h // 4096) % 4096], hr[(h // 7) % 4096]
+        d = np.hypot(x - (ix + 0.2 + 0.6 * ox) * cell, y - (iy + 0.2 + 0.6 * oy) * cell)
+        band_lo = rng.uniform(y_lo, float(lm[33, 1]))
+        band = (y > band_lo) & (y < band_lo + rng.uniform(2.0, 6.0))
+        layer = np.where(band & (on < rng.uniform(0.3, 0.9)), np.clip(0.5 + (r - d) / aa, 0, 1), 0.0)
+        paint(layer * rng.uniform(0.4, 0.9), np.minimum(skin * 0.4, rng.uniform(0.02, 0.2)))
+    if rng.random() < 0.3:  # blotches: birthmarks, blush, make-up patches
+        for _ in range(int(rng.integers(1, 3))):
+            c, ax, ay = centre(), rng.uniform(0.3, 1.5), rng.uniform(0.3, 1.5)
+            d = np.hypot((x - c[0]) / ax, (y - c[1]) / ay)
+            soft = rng.uniform(0.05, 0.4)
+            paint(rng.uniform(0.3, 0.8) * np.clip((1.0 - d) / soft, 0, 1),
+                  skin * np.array([rng.uniform(0.5, 1.0), rng.uniform(0.4, 0.9), rng.uniform(0.4, 0.9)]))
+    return np.clip(out, 0.01, 1.0)
 
 
 def _ricker(d: np.ndarray, w: float) -> np.ndarray:

@@ -197,6 +197,36 @@ def test_occluders_do_not_change_the_mask(face_model):
     np.testing.assert_array_equal(a["depth"], b["depth"])
 
 
+def test_albedo_marks_change_colour_not_geometry(face_model):
+    """Marks paint sharp edges into the albedo (and the image that follows it) and leave every geometric field
+    as it was; with marks_prob = 0 (the default) the faces are exactly those of earlier releases."""
+    from rtface import synth
+    from rtface.render import shading
+
+    clean = dict(blur_prob=0.0, noise_sigma=(0.0, 0.0), jpeg_prob=0.0, occluder_prob=0.0, specular_prob=0.0)
+    plain = synth.batch(face_model, 6, seed=4, size=S, config=synth.SynthConfig(**clean))
+    marked = synth.batch(face_model, 6, seed=4, size=S, config=synth.SynthConfig(marks_prob=1.0, **clean))
+    for k in ("depth", "coarse_depth", "detail", "mask", "normals", "vertices", "landmarks", "pose"):
+        np.testing.assert_array_equal(plain[k], marked[k], err_msg=k)
+    m = plain["mask"]
+    changed = np.abs(marked["albedo"] - plain["albedo"]).max(-1) > 0.05
+    assert changed[m].mean() > 0.003  # every face carries some marks (6 faces: at least one kind each, mostly)
+    assert (np.abs(marked["albedo"] - plain["albedo"]).max(-1)[~m] == 0).all()
+    # sharp: many more large steps between neighbouring pixels than the per-vertex albedo has
+    both = m[:, :, 1:] & m[:, :, :-1]
+    step = np.abs(np.diff(marked["albedo"].mean(-1), axis=2))[both]
+    step0 = np.abs(np.diff(plain["albedo"].mean(-1), axis=2))[both]
+    assert (step > 0.2).mean() > 2.5 * (step0 > 0.2).mean()
+    # the image still follows albedo * shading, marks included
+    for i in range(6):
+        rgb = marked["image"][i][..., ::-1].astype(np.float32) / 255.0
+        pred = np.clip(shading.shade(marked["normals"][i], marked["sh"][i], marked["albedo"][i]), 0, 1)
+        assert np.abs(rgb[m[i]] - pred[m[i]]).max() <= 1.0 / 255 + 1e-4
+    # off by default: the same faces as before marks existed (no random draw is spent on them)
+    again = synth.batch(face_model, 6, seed=4, size=S, config=synth.SynthConfig(marks_prob=0.0, **clean))
+    np.testing.assert_array_equal(again["image"], plain["image"])
+
+
 def test_bad_arguments(face_model):
     from rtface import synth
 

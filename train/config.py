@@ -83,6 +83,10 @@ class TrainConfig:
     # Pixels of a predicted-input face whose true depth lies further than this from the fit (after the two
     # surfaces' offset is removed, crop px) carry no loss: a fit that missed the face teaches nothing.
     fine_predicted_max_px: float = 6.0
+    # Share of synthetic faces with sharp albedo marks and no geometry to them (rtface.synth ``marks_prob``:
+    # moles, freckles, painted strokes and rings, stubble dots, blotches): the FineNet must not turn them into
+    # relief (glasses frames, brows, stubble on real faces). 0 in the runs before it existed.
+    synth_marks_prob: float = 0.0
     fine_only: bool = False  # train only FineNet (CoarseNet frozen, e.g. taken over from an earlier run)
     coarse_detail: bool = True  # CoarseNet batches also show faces with detail (more realistic images)
     data_workers: int = 1

@@ -159,7 +159,8 @@ def make_batch(cfg: VariantConfig, seed: int, index: int) -> dict[str, np.ndarra
     n = min(t.fine_batch_size, t.batch_size) if t.fine_only else t.batch_size
     detail = t.coarse_detail or t.fine_only
     raw = synth.batch(model, n, seed=batch_seed(seed, index), size=s, detail=detail,
-                      config=synth.SynthConfig(detail_mm=tuple(t.detail_mm), min_width_px=t.detail_min_width_px))
+                      config=synth.SynthConfig(detail_mm=tuple(t.detail_mm), min_width_px=t.detail_min_width_px,
+                                               marks_prob=t.synth_marks_prob))
     rng = np.random.default_rng([int(seed), int(index), 7])
     image = preprocess(raw["image"])
     identity = raw["identity"].astype(np.float32)

@@ -23,7 +23,8 @@ error) is logged either way, next to ``fine_l1_coarse`` (no detail).
 
 Released FineNet (``README``): ``--fine-only --fine-predicted 0.75 --w-fine-data 0.25 --w-fine-grad 4
 --w-fine-highpass 4 --fine-first-stride 2``: three faces in four see the CoarseNet's fit, and the first block
-runs at half resolution (a receptive field twice as wide for the fit's errors, 2-2.5x cheaper).
+runs at half resolution (a receptive field twice as wide for the fit's errors, 2-2.5x cheaper); then more steps
+with ``--synth-marks 0.6``: sharp albedo marks without geometry on 60 % of the faces (``rtface.synth``).
 
 Adam, linear warm-up then cosine decay. Checkpoints (``ckpt_last.pt`` every ``ckpt_every_s`` seconds and at
 the end, plus ``ckpt_step<N>.pt`` snapshots) hold state dicts, optimiser states and the config, and load
@@ -325,6 +326,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--w-fine-grad", type=float, help="weight of the FineNet's depth-gradient term")
     ap.add_argument("--w-fine-data", type=float, help="weight of the FineNet's depth term")
     ap.add_argument("--w-fine-highpass", type=float, help="weight of the FineNet's high-passed depth term")
+    ap.add_argument("--synth-marks", type=float, metavar="P",
+                    help="share of synthetic faces with sharp albedo marks and no geometry (rtface.synth marks_prob)")
     ap.add_argument("--fine-first-stride", type=int, choices=(1, 2),
                     help="resolution of the FineNet's first block relative to its input (the variant's by default)")
     return ap.parse_args(argv)
@@ -339,7 +342,8 @@ def main(argv=None) -> int:
                      log_every=args.log_every, w_depth=args.w_depth, seed=args.seed,
                      fine_only=True if args.fine_only else None, fine_predicted_prob=args.fine_predicted,
                      fine_coarse_weights=args.fine_coarse_weights, w_fine_grad=args.w_fine_grad,
-                     w_fine_l1=args.w_fine_data, w_fine_highpass=args.w_fine_highpass)
+                     w_fine_l1=args.w_fine_data, w_fine_highpass=args.w_fine_highpass,
+                     synth_marks_prob=args.synth_marks)
     if args.fine_first_stride:
         cfg = dataclasses.replace(cfg, fine=dataclasses.replace(cfg.fine, first_stride=args.fine_first_stride))
     resume = None

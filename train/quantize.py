@@ -18,12 +18,14 @@ Quantisation (one file for ONNX Runtime on the CPU and for TensorRT's strongly t
 
 * weights INT8, symmetric, per output channel; activations INT8, symmetric (zero point 0: the only scheme
   TensorRT accepts), ranges from ``--method`` (ONNX Runtime's MinMax, Percentile or Entropy calibrators;
-  ``auto``, the default: MinMax for the CoarseNet, Percentile for the FineNet, see :data:`AUTO_METHOD`);
+  ``auto``, the default: MinMax for the CoarseNet, Percentile at :data:`PERCENTILE` for the FineNet, see
+  :data:`AUTO_METHOD`);
 * biases stay float (TensorRT dequantises 8-bit tensors only; ONNX Runtime quantises float biases itself
   when it fuses a Conv);
 * both ends stay float (:func:`float_nodes`): the input normalisation up to the first convolution, and the
   last Conv/Gemm before each output with the element-wise operations after it (the outputs mix ranges one
-  INT8 scale cannot hold);
+  INT8 scale cannot hold); ``--fine-float-tail N`` keeps the FineNet's last N layers float (:data:`FLOAT_TAIL`:
+  more of its sub-millimetre residual survives, at a cost in speed);
 * a dedicated Q/DQ pair for every consumer of a tensor: ONNX Runtime fuses ``DQ -> Conv -> Q`` into an
   integer convolution only when the DQ is that Conv's own (:mod:`rtface.engines.onnxruntime` also keeps its
   common-subexpression elimination from merging the pairs again). Measured on the ``s`` networks: all 14
@@ -55,11 +57,28 @@ from rtface.assets import sha256_file, write_atomic
 #: Activation range calibrators. MinMax keeps only per-tensor minima and maxima; Percentile and Entropy keep
 #: every activation of every calibration input in memory (about 20 MB per FineNet input at S = 128).
 METHODS = ("minmax", "percentile", "entropy")
-#: ``--method auto``: the calibrator of each network. Measured on the released FineNet (``benchmarks.accuracy``,
-#: held-out detail sets, FineNet on the predicted coarse depth: the part of the fit's high-pass error it removes,
-#: FP32 6.2 %): Percentile 5.2 %, Entropy 4.6 %, MinMax 4.2 % (FineNet on the true coarse surface: spurious
-#: relief 2.40x, 2.50x, 2.65x; FP32 2.10x). The CoarseNet's 300-W NME is unchanged by INT8 with MinMax.
+#: ``--method auto``: the calibrator of each network. Measured on the previous release's FineNet
+#: (``benchmarks.accuracy``, held-out detail sets, FineNet on the predicted coarse depth: the part of the fit's
+#: high-pass error it removes, FP32 6.2 %): Percentile 5.2 %, Entropy 4.6 %, MinMax 4.2 % (FineNet on the true
+#: coarse surface: spurious relief 2.40x, 2.50x, 2.65x; FP32 2.10x); on the released one (validation seed, the
+#: last three layers float) Percentile at 99.999 % 6.3 % and 1.49x, Entropy 6.2 % and 1.55x, MinMax 6.0 % and
+#: 1.61x. The CoarseNet's 300-W NME is unchanged by INT8 with MinMax.
 AUTO_METHOD = {"coarse": "minmax", "fine": "percentile"}
+#: Percentile of the activations' absolute values that the Percentile calibrator keeps as the INT8 range
+#: (ONNX Runtime's default is 99.999). Measured on the released FineNet (validation seed of the detail sets; the
+#: FineNet's error on the true coarse surface, ``benchmarks int8``): 99.999: 5.8 % recovered, 1.68x, +12.4 % vs
+#: FP32; 99.99: 6.2 %, 1.58x, +8.2 %; 99.9: 6.4 %, 1.52x, +4.4 % (FP32 6.9 %, 1.36x): clipping the rare large
+#: activations keeps the resolution that the sub-millimetre residual needs.
+PERCENTILE = 99.9
+#: Linear layers before each output that stay float (:func:`float_nodes`), per network (``--fine-float-tail``).
+#: The FineNet's head (four 1x1 convolutions at the crop's full resolution) carries its sub-millimetre residual;
+#: measured on the released FineNet (FP32: 6.9 % recovered, spurious relief 1.36x on the validation seed of the
+#: detail sets; FineNet alone at batch 1 / 4, ONNX Runtime, 2 threads): INT8 up to the last layer 5.8 %, 1.68x,
+#: 2.33 / 8.69 ms; the last two float 6.1 %, 1.62x, 2.43 / 9.02 ms; the last three 6.3 %, 1.49x, 2.53 / 9.61
+#: ms; the whole head 6.8 %, 1.40x, 3.39 / 13.5 ms (slower than FP32: 2.86 / 12.5 ms). On the test seed, three
+#: float layers against one: 5.7 % vs 5.1 %, 1.52x vs 1.75x, but the pipeline 4-6 % slower at 1080p (fine stage
+#: +0.4 ms, five interleaved ``benchmarks fps`` runs): the default keeps the speed.
+FLOAT_TAIL = {"coarse": 1, "fine": 1}
 #: Percentile and Entropy keep every activation in memory: they calibrate on the first this many inputs.
 HISTOGRAM_INPUTS = 64
 
@@ -134,8 +153,10 @@ class _Reader:
         raise NotImplementedError
 
 
-def quantize_file(src: str | Path, dst: str | Path, feeds: Sequence[dict], method: str = "minmax") -> None:
-    """Write the TensorRT-compatible INT8 QDQ version of the ONNX file ``src`` to ``dst`` (see the module doc)."""
+def quantize_file(src: str | Path, dst: str | Path, feeds: Sequence[dict], method: str = "minmax",
+                  float_tail: int = 1) -> None:
+    """Write the TensorRT-compatible INT8 QDQ version of the ONNX file ``src`` to ``dst`` (see the module doc;
+    ``float_tail``: how many linear layers before each output stay float, :func:`float_nodes`)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -151,7 +172,7 @@ def quantize_file(src: str | Path, dst: str | Path, feeds: Sequence[dict], metho
         pass
 
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-             "DedicatedQDQPair": True}
+             "DedicatedQDQPair": True, "CalibPercentile": PERCENTILE}
     with tempfile.TemporaryDirectory(prefix="rtface-quantize-") as tmp:
         import onnx
 
@@ -164,18 +185,18 @@ def quantize_file(src: str | Path, dst: str | Path, feeds: Sequence[dict], metho
         out = Path(tmp) / "int8.onnx"
         quantize_static(str(pre), str(out), Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calib,
-                        nodes_to_exclude=float_nodes(pre), extra_options=extra)
+                        nodes_to_exclude=float_nodes(pre, float_tail), extra_options=extra)
         write_atomic(Path(dst), out.read_bytes())
 
 
 _LINEAR = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
 
-def float_nodes(path: str | Path) -> list[str]:
+def float_nodes(path: str | Path, tail: int = 1) -> list[str]:
     """Names of the nodes that stay float: the network's input and output ends.
 
-    * output end: the last Conv/Gemm before each output and everything after it. The outputs mix quantities
-      of very different ranges in one tensor (CoarseNet: angles in radians beside translations in pixels;
+    * output end: the last ``tail`` Conv/Gemm layers on every path to each output and everything after them.
+      The outputs mix quantities of very different ranges in one tensor (CoarseNet: angles in radians beside translations in pixels;
       FineNet: the coarse depth plus a sub-pixel residual), which one INT8 scale per tensor cannot hold
       (measured: pose angles rounded to 0, depth in 0.7 px steps);
     * input end: everything between the graph inputs and the first Conv/Gemm (the normalisation of image and
@@ -194,14 +215,19 @@ def float_nodes(path: str | Path) -> list[str]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     keep: dict[int, str] = {}
-    stack = [o.name for o in graph.output]
-    while stack:  # backwards from the outputs to the last linear layer
-        node = producer.get(stack.pop())
-        if node is None or id(node) in keep:
+    reached: dict[int, int] = {}  # node -> the most linear layers still to keep float when it was reached
+    stack = [(o.name, tail) for o in graph.output]
+    while stack:  # backwards from the outputs to the tail-th linear layer
+        name, left = stack.pop()
+        node = producer.get(name)
+        if node is None or reached.get(id(node), 0) >= left:
             continue
+        reached[id(node)] = left
         keep[id(node)] = node.name
-        if node.op_type not in _LINEAR:
-            stack.extend(node.input)
+        if node.op_type in _LINEAR:
+            left -= 1
+        if left > 0:
+            stack.extend((i, left) for i in node.input)
     seen: set[int] = set()
     stack = [i.name for i in graph.input]
     while stack:  # forwards from the inputs to the first linear layers (excluded: they take INT8)
@@ -259,11 +285,13 @@ def int8_name(file: str) -> str:
 
 def quantize_weights(weights: str | Path | None = None, out: str | Path | None = None, *, faces: int = 256,
                      check: int = 64, method: str = "auto", seed: int = 0, calibration_images: Sequence | None = None,
-                     check_images: Sequence | None = None, command: str | None = None) -> dict:
+                     check_images: Sequence | None = None, command: str | None = None,
+                     float_tail: dict[str, int] | None = None) -> dict:
     """Quantise both networks of a weights folder and record them in its manifest. Returns the new manifest.
 
     ``out`` (default: the weights folder itself) receives the FP32 files and manifest too when it differs.
-    ``calibration_images`` / ``check_images`` override the 300-W train draw (paths or BGR arrays).
+    ``calibration_images`` / ``check_images`` override the 300-W train draw (paths or BGR arrays);
+    ``float_tail`` the float output end of a network (default :data:`FLOAT_TAIL`).
     """
     from rtface.face_model import FaceModel
     from rtface.networks import INT8, load_manifest
@@ -286,13 +314,14 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
 
     fp32, int8, used = {}, {}, {}
     how = AUTO_METHOD if method == "auto" else dict.fromkeys(AUTO_METHOD, method)
+    tail = {**FLOAT_TAIL, **(float_tail or {})}
     for key, feeds in (("coarse", c_feeds), ("fine", f_feeds)):
         entry = manifest["networks"][key]
         fp32[key] = out_dir / entry["file"]
         int8[key] = out_dir / int8_name(entry["file"])
         used[key] = feeds if how[key] == "minmax" else feeds[:HISTOGRAM_INPUTS]
         print(f"quantising {entry['file']} ({how[key]}, {len(used[key])} calibration inputs) ...", file=sys.stderr)
-        quantize_file(fp32[key], int8[key], used[key], how[key])
+        quantize_file(fp32[key], int8[key], used[key], how[key], tail[key])
     agree = agreement(fp32, int8, k_feeds, kf_feeds, FaceModel.load()) if k_feeds else {}
     import onnxruntime
 
@@ -307,7 +336,9 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
     for key in ("coarse", "fine"):
         entry = manifest["networks"][key]
         entry[INT8] = {"file": int8[key].name, "sha256": sha256_file(int8[key]), "source_sha256": entry["sha256"],
-                       "calibration": {**calibration, "method": how[key], "inputs": len(used[key])},
+                       "calibration": {**calibration, "method": how[key], "inputs": len(used[key]),
+                                       "float_tail": tail[key],
+                                       **({"percentile": PERCENTILE} if how[key] == "percentile" else {})},
                        "agreement": agree}
     write_atomic(out_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
@@ -320,14 +351,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faces", type=int, default=256, help="300-W train images for calibration")
     ap.add_argument("--check", type=int, default=64, help="further 300-W train images for the INT8/FP32 check")
     ap.add_argument("--method", choices=("auto",) + METHODS, default="auto",
-                    help="activation range calibrator (auto: minmax for the CoarseNet, entropy for the FineNet)")
+                    help="activation range calibrator (auto: minmax for the CoarseNet, percentile for the FineNet)")
     ap.add_argument("--seed", type=int, default=0, help="draw of the calibration images")
+    ap.add_argument("--fine-float-tail", type=int, default=FLOAT_TAIL["fine"],
+                    help="linear layers before the FineNet's output that stay float (its head has 4)")
     args = ap.parse_args(argv)
+    if args.fine_float_tail < 1:
+        ap.error("--fine-float-tail must be at least 1 (the output layer stays float)")
     if args.faces < 1:
         ap.error("--faces must be at least 1")
     try:
         m = quantize_weights(args.weights, args.out, faces=args.faces, check=args.check, method=args.method,
-                             seed=args.seed, command="python -m train.quantize " + " ".join(argv or sys.argv[1:]))
+                             seed=args.seed, command="python -m train.quantize " + " ".join(argv or sys.argv[1:]),
+                             float_tail={"fine": args.fine_float_tail})
     except QuantizeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

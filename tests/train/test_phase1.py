@@ -52,6 +52,18 @@ def test_batch_contents_and_determinism(synth, face_model):
     assert 0 <= batch_seed(10**9, 10**9) < 10**6
 
 
+def test_albedo_marks_change_the_images_not_the_targets(synth, face_model):
+    """``synth_marks_prob`` reaches rtface.synth: the same faces with marks painted on, the same geometry."""
+    from train.config import with_train
+    from train.data import make_batch
+
+    plain = make_batch(tiny_cfg(), seed=3, index=5)
+    marked = make_batch(with_train(tiny_cfg(), synth_marks_prob=1.0), seed=3, index=5)
+    for k in ("coarse_depth", "mask", "fine_coarse_in", "fine_detail", "fine_mask", "identity", "pose"):
+        np.testing.assert_array_equal(plain[k], marked[k], err_msg=k)
+    assert not np.array_equal(plain["image"], marked["image"])
+
+
 def test_training_lowers_the_loss_and_is_deterministic(synth, face_model):
     from train.data import make_batch
     from train.phase1 import Phase1

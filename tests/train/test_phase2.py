@@ -101,3 +101,17 @@ def test_compare_freeze_runs_both_settings_on_the_same_batches(face_model, faces
     # frozen: the coarse depth, hence its SfS error, does not move; trained: it does
     assert result["frozen"]["after"]["heldout_sfs_coarse"] == result["frozen"]["before"]["heldout_sfs_coarse"]
     assert result["trained"]["after"]["heldout_sfs_coarse"] != result["trained"]["before"]["heldout_sfs_coarse"]
+
+
+def test_synth_predicted_replaces_the_init_share_and_a_resumed_run_keeps_its_own(face_model):
+    """``--synth-predicted`` replaces the init checkpoint's share of fitted coarse inputs in the run's config (what
+    its synthetic batches use, saved with its checkpoints); a resumed run keeps the share it was started with."""
+    from train.phase2 import Phase2, run_config
+
+    torch.manual_seed(0)
+    init = Phase2(tiny_config(), face_model, total_steps=1).state()
+    assert run_config(None, init).train.fine_predicted_prob == tiny_config().train.fine_predicted_prob
+    cfg = run_config(None, init, 0.25)
+    assert cfg.train.fine_predicted_prob == 0.25 and cfg.fine == tiny_config().fine
+    resumed = Phase2(cfg, face_model, total_steps=1).state()
+    assert run_config(resumed, None, 0.9).train.fine_predicted_prob == 0.25

@@ -3,7 +3,9 @@
 The shipped weights are quantised once per session with a small real calibration set (8 faces of 300-W train,
 two pipeline passes each), which takes a few seconds; the agreement is measured on 6 further faces.
 Tolerances (crop side 128 px): INT8 landmarks within 1 px of FP32 on average (measured 0.2 px), FineNet depth
-within 0.05 px (measured 0.004 px), both from the same recorded inputs.
+within 0.08 px (measured 0.05 px: the Percentile ranges at 99.9 % clip the rarest activations, which costs a
+little agreement with FP32 and keeps more of the detail against the ground truth, ``python -m benchmarks int8``),
+both from the same recorded inputs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tests.conftest import shared
 pytest.importorskip("onnx", reason="quantisation needs the onnx package (the train or dev extra)")
 
 LANDMARK_TOL_PX = 1.0
-DEPTH_TOL_PX = 0.05
+DEPTH_TOL_PX = 0.08
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +96,12 @@ def test_pipeline_with_int8_matches_fp32_on_a_photo(int8_weights):
 
 def test_every_convolution_runs_as_an_integer_kernel(int8_weights, tmp_path):
     """ONNX Runtime fuses every quantised Conv into QLinearConv (the dedicated Q/DQ pairs and the engine's
-    disabled common-subexpression elimination); only the float ends (at most one Conv per network) remain."""
+    disabled common-subexpression elimination); only the float ends (train.quantize.FLOAT_TAIL Convs) remain."""
     import onnx
     import onnxruntime as ort
 
     from rtface.engines.onnxruntime import QDQ_DISABLED_OPTIMIZERS, session_options
+    from train.quantize import FLOAT_TAIL
 
     out, m = int8_weights
     for key in ("coarse", "fine"):
@@ -107,7 +110,7 @@ def test_every_convolution_runs_as_an_integer_kernel(int8_weights, tmp_path):
         ort.InferenceSession(str(out / m["networks"][key]["int8"]["file"]), opts, providers=["CPUExecutionProvider"],
                              disabled_optimizers=list(QDQ_DISABLED_OPTIMIZERS))
         ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
-        assert ops.count("QLinearConv") >= 10 and ops.count("Conv") <= 1, key
+        assert ops.count("QLinearConv") >= 10 and ops.count("Conv") <= FLOAT_TAIL[key], key
 
 
 def test_stale_or_missing_int8(int8_weights, tmp_path):
@@ -148,4 +151,8 @@ def test_float_ends():
     fine = float_nodes(f"{d}/{m['networks']['fine']['file']}")
     assert any("Gemm" in n or "fc" in n for n in coarse)
     assert sum("Conv" in n for n in fine) == 1  # the FineNet's last 1x1 convolution
+    # with a longer float tail, the last linear layers on every path to the output (the FineNet's 1x1 head)
+    head = float_nodes(f"{d}/{m['networks']['fine']['file']}", tail=3)
+    assert sorted(n for n in head if "Conv" in n) == ["/head/head.3/Conv", "/head/head.5/Conv", "/head/head.7/Conv"]
+    assert set(fine) < set(head)
     assert not any("trunk" in n and "Conv" in n for n in coarse)

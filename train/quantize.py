@@ -60,24 +60,25 @@ METHODS = ("minmax", "percentile", "entropy")
 #: ``--method auto``: the calibrator of each network. Measured on the previous release's FineNet
 #: (``benchmarks.accuracy``, held-out detail sets, FineNet on the predicted coarse depth: the part of the fit's
 #: high-pass error it removes, FP32 6.2 %): Percentile 5.2 %, Entropy 4.6 %, MinMax 4.2 % (FineNet on the true
-#: coarse surface: spurious relief 2.40x, 2.50x, 2.65x; FP32 2.10x); on the released one (validation seed, the
-#: last three layers float) Percentile at 99.999 % 6.3 % and 1.49x, Entropy 6.2 % and 1.55x, MinMax 6.0 % and
-#: 1.61x. The CoarseNet's 300-W NME is unchanged by INT8 with MinMax.
+#: coarse surface: spurious relief 2.40x, 2.50x, 2.65x; FP32 2.10x). On a FineNet of this release's recipe
+#: (phase 2 at W = 32, ``train/phase2.py``; validation seed, the last three layers float): Percentile at
+#: 99.999 % 6.3 % and 1.49x, Entropy 6.2 % and 1.55x, MinMax 6.0 % and 1.61x. The CoarseNet's 300-W NME is
+#: unchanged by INT8 with MinMax.
 AUTO_METHOD = {"coarse": "minmax", "fine": "percentile"}
 #: Percentile of the activations' absolute values that the Percentile calibrator keeps as the INT8 range
-#: (ONNX Runtime's default is 99.999). Measured on the released FineNet (validation seed of the detail sets; the
-#: FineNet's error on the true coarse surface, ``benchmarks int8``): 99.999: 5.8 % recovered, 1.68x, +12.4 % vs
-#: FP32; 99.99: 6.2 %, 1.58x, +8.2 %; 99.9: 6.4 %, 1.52x, +4.4 % (FP32 6.9 %, 1.36x): clipping the rare large
+#: (ONNX Runtime's default is 99.999). Measured on the W = 32 FineNet (validation seed of the detail sets; its
+#: error on the true coarse surface against FP32, ``benchmarks int8``): 99.999: 5.8 % recovered, 1.68x, +12.4 %;
+#: 99.99: 6.2 %, 1.58x, +8.2 %; 99.9: 6.4 %, 1.52x, +4.4 % (FP32 6.9 %, 1.36x): clipping the rare large
 #: activations keeps the resolution that the sub-millimetre residual needs.
 PERCENTILE = 99.9
 #: Linear layers before each output that stay float (:func:`float_nodes`), per network (``--fine-float-tail``).
-#: The FineNet's head (four 1x1 convolutions at the crop's full resolution) carries its sub-millimetre residual;
-#: measured on the released FineNet (FP32: 6.9 % recovered, spurious relief 1.36x on the validation seed of the
-#: detail sets; FineNet alone at batch 1 / 4, ONNX Runtime, 2 threads): INT8 up to the last layer 5.8 %, 1.68x,
-#: 2.33 / 8.69 ms; the last two float 6.1 %, 1.62x, 2.43 / 9.02 ms; the last three 6.3 %, 1.49x, 2.53 / 9.61
-#: ms; the whole head 6.8 %, 1.40x, 3.39 / 13.5 ms (slower than FP32: 2.86 / 12.5 ms). On the test seed, three
-#: float layers against one: 5.7 % vs 5.1 %, 1.52x vs 1.75x, but the pipeline 4-6 % slower at 1080p (fine stage
-#: +0.4 ms, five interleaved ``benchmarks fps`` runs): the default keeps the speed.
+#: The FineNet's head (four 1x1 convolutions at the crop's full resolution) carries its sub-millimetre residual.
+#: Measured on the W = 32 FineNet at 99.999 % (FP32: 6.9 % recovered, 1.36x on the validation seed; FineNet
+#: alone at batch 1 / 4, ONNX Runtime, 2 threads): INT8 up to the last layer 5.8 %, 1.68x, 2.33 / 8.69 ms; the
+#: last two float 6.1 %, 1.62x, 2.43 / 9.02 ms; the last three 6.3 %, 1.49x, 2.53 / 9.61 ms; the whole head
+#: 6.8 %, 1.40x, 3.39 / 13.5 ms (slower than FP32: 2.86 / 12.5 ms). In the pipeline three float layers made it
+#: 4-6 % slower at 1080p (fine stage +0.4 ms, five interleaved ``benchmarks fps`` runs): the default keeps the
+#: speed.
 FLOAT_TAIL = {"coarse": 1, "fine": 1}
 #: Percentile and Entropy keep every activation in memory: they calibrate on the first this many inputs.
 HISTOGRAM_INPUTS = 64

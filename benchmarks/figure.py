@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .detailsets import HIGHPASS_MM
+from .detailsets import HIGHPASS_MM, highpass
 
 
 def detail_map(fine: np.ndarray, coarse: np.ndarray, mask: np.ndarray, mm_per_px: float,
@@ -25,8 +25,6 @@ def detail_map(fine: np.ndarray, coarse: np.ndarray, mask: np.ndarray, mm_per_px
     +-``limit_mm`` (blue negative, red positive)."""
     d = np.where(mask, (fine - coarse) * mm_per_px, 0.0)
     if highpass_mm is not None:
-        from .detailsets import highpass
-
         d = highpass(d, mask, highpass_mm / mm_per_px)
     d = d / limit_mm
     d = np.clip(d, -1.0, 1.0)

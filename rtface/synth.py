@@ -500,6 +500,10 @@ def _vertex_albedo(md: _ModelData, rng, cfg: SynthConfig) -> np.ndarray:
     return np.clip(alb, 0.01, 1.0).astype(np.float32), float(skin @ np.array([0.299, 0.587, 0.114]))
 
 
+#: Fixed random numbers that the stubble dots of :func:`_albedo_marks` take their offsets from, by cell hash.
+_DOT_TABLE = np.random.default_rng(0).random(4096)
+
+
 def _albedo_marks(rng, md: _ModelData, u: np.ndarray, alb: np.ndarray, scale: float) -> np.ndarray:
     """Albedo (P, 3) of the pixels with mean-face coordinates ``u`` (P, 3) (cm) with sharp marks painted on it:
     marks that change the colour only, never the geometry, so that a FineNet learns that a thin dark line, a
@@ -559,8 +563,8 @@ def _albedo_marks(rng, md: _ModelData, u: np.ndarray, alb: np.ndarray, scale: fl
         cell, r = rng.uniform(0.1, 0.16), rng.uniform(0.02, 0.045)
         ix, iy = np.floor(x / cell).astype(np.int64), np.floor(y / cell).astype(np.int64)
         h = (ix * 73856093) ^ (iy * 19349663) ^ int(rng.integers(1 << 30))
-        hr = np.random.default_rng(0).random(4096)  # a fixed table: positions follow the hash
-        ox, oy, on = hr[h % 4096], hr[(h // 4096) % 4096], hr[(h // 7) % 4096]
+        t = _DOT_TABLE
+        ox, oy, on = t[h % len(t)], t[(h // len(t)) % len(t)], t[(h // 7) % len(t)]
         d = np.hypot(x - (ix + 0.2 + 0.6 * ox) * cell, y - (iy + 0.2 + 0.6 * oy) * cell)
         band_lo = rng.uniform(y_lo, float(lm[33, 1]))
         band = (y > band_lo) & (y < band_lo + rng.uniform(2.0, 6.0))

@@ -33,6 +33,13 @@ linear fit under a 5 mm Gaussian, in mm; mean over faces):
   started from (predicted or true).
 * albedo-edge set (no geometric detail): **spurious relief** ``E(fine) / E(coarse)`` (ratio, target <= 1.5x):
   what a method does where the image shows only albedo edges.
+* both sets, predicted coarse: the real-face figure measured where the truth is known, the **constant-albedo
+  shape-from-shading residual** of ``benchmarks.realfaces`` (first-order SH and one albedo fitted to the
+  luma at each depth's normals; RMSE / std of the luma, over the skin region of the predicted landmarks on
+  both masks) of the coarse, fine and refined depths and of the **true surface** (the same smooth face plus its
+  detail): how far a depth that is right lowers it. The albedo-estimated residual of ``realfaces`` is not
+  given here: it holds the albedo and lighting estimated at the coarse depth, so any other depth, the true
+  one included, scores worse.
 
 Latency: median over repeats of ``Engine.run`` at batch 1 and 8 on ONNX Runtime CPU (threads named), and of
 ``rtface.refine.refine_depth`` per face at batch 1 and 4 (``--no-refine`` leaves it out).
@@ -56,7 +63,7 @@ def evaluate(nets, model, faces: int, chunk: int = 16, detail_mm: tuple[float, f
     from rtface import synth
     from rtface.camera import project
     from rtface.networks import preprocess
-    from rtface.render import rasterize
+    from rtface.render.fit import render_fit
 
     s = nets.size
     per: dict[str, list] = {k: [] for k in ("vertex_mm", "landmark_nme", "depth_coarse_mm", "depth_fine_mm",
@@ -72,7 +79,7 @@ def evaluate(nets, model, faces: int, chunk: int = 16, detail_mm: tuple[float, f
         done += n
         x = preprocess(b["image"])
         out = nets.coarse.run(x)
-        verts = project(model.vertices(out["identity"], out["expression"]), out["pose"])
+        verts, r = render_fit(model, out["identity"], out["expression"], out["pose"], s)
         gt_pose = b["pose"].astype(np.float64)
         gt_verts = project(model.vertices(b["identity"].astype(np.float32), b["expression"].astype(np.float32)),
                            gt_pose)
@@ -82,7 +89,6 @@ def evaluate(nets, model, faces: int, chunk: int = 16, detail_mm: tuple[float, f
         lm_g = gt_verts[:, model.landmarks, :2]
         wh = lm_g.max(1) - lm_g.min(1)
         per["landmark_nme"] += list(np.linalg.norm(lm_p - lm_g, axis=-1).mean(-1) / np.sqrt(wh[:, 0] * wh[:, 1]))
-        r = rasterize(verts, model.triangles, s, s, backend="cpu")
         fine = nets.fine.run(x, r.depth, r.mask)
         gt_mask = b["mask"].astype(bool)
         gt_depth = b["depth"].astype(np.float32)
@@ -111,12 +117,13 @@ def detail_evaluation(nets, model, faces: int, seed: int = 0, refine: bool = Tru
     from rtface.refine import refine_depth
 
     from . import detailsets
-    from .realfaces import run_networks
+    from .realfaces import normalised_residuals, run_networks
 
     out: dict = {"faces": faces, "seed": seed, "highpass_mm": detailsets.HIGHPASS_MM, "size": nets.size}
     methods = ("coarse", "fine") + (("refine",) if refine else ())
     for kind in detailsets.KINDS:
         err = {f"{m}_{c}": [] for m in methods for c in ("pred", "true")}
+        sfs: dict[str, list] = {m: [] for m in methods + ("truth",)}
         t_ref = 0.0
         for i0 in range(0, faces, chunk):
             n = min(chunk, faces - i0)
@@ -132,6 +139,11 @@ def detail_evaluation(nets, model, faces: int, seed: int = 0, refine: bool = Tru
                 depth["refine_pred"] = refine_depth(b["image"], res["coarse_depth"], res["mask"], refine_config)
                 depth["refine_true"] = refine_depth(b["image"], b["mesh_depth"], b["mask"], refine_config)
                 t_ref += time.perf_counter() - t0
+            both = dict(res, mask=res["mask"] & b["mask"])
+            r = normalised_residuals(b["image"], both,
+                                     {m: depth[f"{m}_pred"] for m in methods} | {"truth": b["depth"]})
+            for m in sfs:
+                sfs[m].append(r[f"const_{m}"])
             for i in range(n):
                 for key, d in depth.items():
                     # on the pixels both masks cover, off the discontinuities of the truth and of the input
@@ -141,6 +153,7 @@ def detail_evaluation(nets, model, faces: int, seed: int = 0, refine: bool = Tru
                         b["landmarks"][i], b["coarse_depth"][i],
                         res["coarse_depth"][i] if pred else b["mesh_depth"][i]))
         r = {f"{k}_mm": float(np.nanmean(v)) for k, v in err.items()}
+        r |= {f"sfs_const_{m}": float(np.nanmean(np.concatenate(v))) for m, v in sfs.items()}
         for m in methods[1:]:
             for c in ("pred", "true"):
                 e, e0 = r[f"{m}_{c}_mm"], r[f"coarse_{c}_mm"]
@@ -156,6 +169,8 @@ def detail_evaluation(nets, model, faces: int, seed: int = 0, refine: bool = Tru
 
 def print_detail(d: dict) -> None:
     """The detail table of :func:`detail_evaluation`."""
+    from . import detailsets
+
     refine = "refine_pred_mm" in d["detail"]
     print(f"\nheld-out detail sets (benchmarks/detailsets.py, another renderer): {d['faces']} faces each, "
           f"seed {d['seed']}, S={d['size']}; high-pass depth error (sigma {d['highpass_mm']:g} mm), mm")
@@ -175,6 +190,16 @@ def print_detail(d: dict) -> None:
             print(row)
         print(f"    ({label}: " + ("1 - E(fine)/E(coarse)" if kind == "detail" else
                                     "E(fine)/E(coarse), target <= 1.5x") + "; true coarse = the true mesh rasterised)")
+    print("  shape-from-shading residual / std(I), constant albedo, predicted coarse (the real-face figure where "
+          "the truth is known)")
+    print(head + f" {'true surface':>16s}")
+    for kind in detailsets.KINDS:
+        r = d[kind]
+        c = r["sfs_const_coarse"]
+        row = f"  {kind + ' set':34s} {c:8.4f}"
+        for m in ("fine",) + (("refine",) if refine else ()) + ("truth",):
+            row += f" {r[f'sfs_const_{m}']:7.4f} ({(r[f'sfs_const_{m}'] / c - 1) * 100:+5.1f}%)"
+        print(row)
     if refine:
         print(f"  refinement: {d['detail']['refine_ms_per_face']:.1f} ms per face (CPU, while measuring)")
 

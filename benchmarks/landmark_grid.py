@@ -39,9 +39,9 @@ def _expression_names():
 def tile(image: np.ndarray, gt: np.ndarray, five: np.ndarray, predict, model, contour, size: int, out_px: int):
     import cv2
 
-    from rtface.camera import apply_affine, invert_affine, project, warp_to_crop
+    from rtface.camera import apply_affine, invert_affine, warp_to_crop
     from rtface.crop import crop_from_five, five_from_68
-    from rtface.render import rasterize
+    from rtface.render.fit import render_fit
     from rtface.views import MAX_VIEWS
     from rtface.viz import overlay, shade_depth
 
@@ -53,12 +53,11 @@ def tile(image: np.ndarray, gt: np.ndarray, five: np.ndarray, predict, model, co
     crop = warp_to_crop(image, a, size)
     params = predict_crops(predict, model, size, [image], [a], MAX_VIEWS)
     lm = landmarks_from_params(contour, params)[0]
-    verts = project(model.vertices(params["identity"][0], params["expression"][0]), params["pose"][0])
-    r = rasterize(verts.astype(np.float32), model.triangles, size, size, backend="cpu")
+    _, r = render_fit(model, params["identity"][:1], params["expression"][:1], params["pose"][:1], size)
     k = out_px / size
     big = cv2.resize(crop, (out_px, out_px), interpolation=cv2.INTER_LINEAR)
-    shaded = cv2.resize(shade_depth(r.depth, r.mask), (out_px, out_px), interpolation=cv2.INTER_LINEAR)
-    mask = cv2.resize(r.mask.astype(np.uint8), (out_px, out_px), interpolation=cv2.INTER_NEAREST) > 0
+    shaded = cv2.resize(shade_depth(r.depth[0], r.mask[0]), (out_px, out_px), interpolation=cv2.INTER_LINEAR)
+    mask = cv2.resize(r.mask[0].astype(np.uint8), (out_px, out_px), interpolation=cv2.INTER_NEAREST) > 0
     img = overlay(big, shaded, mask, alpha=0.45)
     gt_c = apply_affine(a, gt) * k
     for x, y in gt_c:

@@ -60,16 +60,12 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
 
 def run_networks(nets, model, crops_bgr: np.ndarray) -> dict[str, np.ndarray]:
     """The pipeline's chain on crops (N, S, S, 3) BGR: coarse outputs, vertices, depth maps, mask."""
-    from rtface.camera import project
     from rtface.networks import preprocess
-    from rtface.render import rasterize
+    from rtface.render.fit import render_fit
 
-    s = nets.size
     x = preprocess(crops_bgr)
     out = nets.coarse.run(x)
-    verts = np.stack([model.vertices(i, e) for i, e in zip(out["identity"], out["expression"])])
-    vpx = project(verts, out["pose"])  # (N, V, 3) crop px
-    r = rasterize(vpx.astype(np.float32), model.triangles, s, s, backend="cpu")
+    vpx, r = render_fit(model, out["identity"], out["expression"], out["pose"], nets.size)
     mask = r.mask.astype(np.float32)
     fine = nets.fine.run(x, r.depth.astype(np.float32), mask)
     return {"image": x, "vertices_px": vpx, "landmarks": vpx[:, model.landmarks, :2], "coarse_depth": r.depth,

@@ -41,6 +41,11 @@ class FineConfig:
     convs_per_block: tuple[int, ...] = (2, 2, 2)
     first_stride: int = 2  # resolution of block 1 relative to the input (1 in the paper)
     head: tuple[int, ...] = (32, 32, 16, 8)  # 1x1 convs on the hypercolumn, then 1 output (paper: 450-50-50-10)
+    # > 0: the FineNet also moves the coarse surface in the image plane, by a predicted flow of at most this many
+    # crop px (train/nets.py, FineNet): a fit whose features sit a pixel or two off is corrected by a smooth shift
+    # rather than by a steep residual. 0: the paper's FineNet, a depth residual only.
+    max_flow_px: float = 0.0
+    flow_widths: tuple[int, ...] = ()  # with a flow: () reads it from the blocks above, else a branch of its own
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class TrainConfig:
     w_fine_l1: float = 1.0  # data term on (residual - detail) inside the mask, crop px (L1 or L2, see fine_loss)
     w_fine_grad: float = 1.0  # same on grad(pred depth) - grad(gt depth) inside the mask, crop px / px
     w_fine_highpass: float = 0.0  # data term on the error's high-pass (phase1.highpass, fine_highpass_px)
+    w_fine_flow: float = 0.0  # FineNet flow (FineConfig.max_flow_px) against the fit's true displacement, Huber, px
     fine_highpass_px: float = 3.0
     coarse_noise_px: float = 1.0  # std of the smooth noise added to the GT coarse depth fed to FineNet
     detail_prob: float = 1.0  # fraction of synthetic faces with fine detail in FineNet batches

@@ -15,7 +15,9 @@ One synthetic batch of ``batch_size`` faces (``synth.batch``, with fine detail) 
   (:func:`predicted_coarse`), and ``detail`` = the true surface minus that fit on ``fine_valid``: the
   FineNet then also learns to correct the fit's shape errors at the scale of a few mm, where the image's
   shading shows them (the truth-fed faces keep it from changing a surface that is already right).
-  ``fine_valid`` marks the pixels that carry the loss (the mask for truth-fed faces).
+  ``fine_valid`` marks the pixels that carry the loss (the mask for truth-fed faces). With ``w_fine_flow`` > 0
+  also ``fine_flow`` (B,2,S,S) crop px: where the fit put each point of the true face (0 for truth-fed faces),
+  the target of a FineNet with a flow (``train/nets.py``).
 
 Determinism: batch ``k`` of a run with seed ``s`` is drawn with synth seed :func:`batch_seed` (``s``, ``k``),
 always < 10**6, so held-out sets (``benchmarks/accuracy.py``) use seeds >= 10**6. The feedback
@@ -98,23 +100,27 @@ def _coarse_net(weights: str):
 
 
 def predicted_coarse(model, coarse_net, image: np.ndarray, truth: np.ndarray, truth_mask: np.ndarray,
-                     max_px: float) -> dict[str, np.ndarray]:
+                     max_px: float, true_fit: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                     ) -> dict[str, np.ndarray]:
     """The FineNet input the pipeline would give for synthetic crops, and the target that goes with it.
 
     ``image`` (B,3,S,S) the CoarseNet input; ``truth`` (B,S,S) the true surface incl. detail (crop px) inside
     ``truth_mask``. The CoarseNet's fit (feedback off, a single image) is rasterised as in the pipeline:
     ``coarse_in`` its depth, ``mask`` its mask. ``target = truth - coarse_in`` on ``valid``: both masks, one
     pixel in from either silhouette, and within ``max_px`` of the fit once the two surfaces' median offset is
-    removed (a fit that missed the face has no target there); 0 elsewhere."""
+    removed (a fit that missed the face has no target there); 0 elsewhere.
+
+    With ``true_fit`` = the true (identity, expression, pose), also ``flow`` (B,2,S,S) crop px: at each pixel
+    of the true face, where the fit put that point of the surface (its projected position in the fit minus in
+    the truth, interpolated over the true mesh's visible triangle): the shift that moves the fit onto the image
+    (:class:`train.nets.FineNet`, flow); 0 off the true face."""
     import cv2
 
-    from rtface.camera import project
-    from rtface.render import rasterize
+    from rtface.render.fit import render_fit
 
     s = image.shape[-1]
     out = coarse_net.run(image)
-    verts = project(model.vertices(out["identity"], out["expression"]), out["pose"])
-    r = rasterize(verts.astype(np.float32), model.triangles, s, s, backend="cpu")
+    verts, r = render_fit(model, out["identity"], out["expression"], out["pose"], s)
     mask = r.mask.astype(np.float32)
     coarse_in = r.depth.astype(np.float32) * mask
     kernel = np.ones((3, 3), np.uint8)
@@ -128,7 +134,17 @@ def predicted_coarse(model, coarse_net, image: np.ndarray, truth: np.ndarray, tr
         ok = both & (np.abs(diff - np.median(diff[both])) < max_px)
         valid[i] = ok
         target[i] = diff * ok
-    return {"coarse_in": coarse_in, "mask": mask, "target": target, "valid": valid}
+    result = {"coarse_in": coarse_in, "mask": mask, "target": target, "valid": valid}
+    if true_fit is not None:
+        true_verts, t = render_fit(model, *true_fit, s)
+        shift = (verts - true_verts)[..., :2]  # (B, V, 2)
+        flow = np.zeros((len(image), 2, s, s), np.float32)
+        for i in range(len(image)):
+            on = t.mask[i]
+            corners = model.triangles[t.triangle[i][on]]  # (P, 3) vertex ids
+            flow[i][:, on] = np.einsum("pk,pkc->cp", t.barycentric[i][on], shift[i][corners])
+        result["flow"] = flow
+    return result
 
 
 def smooth_noise(mask: np.ndarray, sigma_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -176,16 +192,23 @@ def make_batch(cfg: VariantConfig, seed: int, index: int) -> dict[str, np.ndarra
     detail = raw["detail"][:nf].astype(np.float32) * mask
     coarse_in = coarse + smooth_noise(mask, t.coarse_noise_px, rng)
     valid = mask.copy()
+    flow = np.zeros((nf, 2, s, s), np.float32) if t.w_fine_flow > 0 else None  # the truth needs no shift
     pick = np.flatnonzero(rng.random(nf) < t.fine_predicted_prob)
     if len(pick):
         p = predicted_coarse(model, _coarse_net(t.fine_coarse_weights), image[pick], (coarse + detail)[pick],
-                             mask[pick], t.fine_predicted_max_px)
+                             mask[pick], t.fine_predicted_max_px,
+                             None if flow is None else (identity[pick], expression[pick], pose[pick]))
         coarse_in[pick], mask[pick], detail[pick], valid[pick] = p["coarse_in"], p["mask"], p["target"], p["valid"]
-    return {
+        if flow is not None:
+            flow[pick] = p["flow"]
+    out = {
         "image": image, "feedback": feedback, "identity": identity, "expression": expression, "pose": pose,
         "coarse_depth": raw["coarse_depth"].astype(np.float32), "mask": raw["mask"].astype(np.float32),
         "fine_coarse_in": coarse_in, "fine_mask": mask, "fine_detail": detail, "fine_valid": valid,
     }
+    if flow is not None:
+        out["fine_flow"] = flow
+    return out
 
 
 def to_tensors(batch: dict[str, np.ndarray], device) -> dict:

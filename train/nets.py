@@ -36,6 +36,18 @@ FineNet
 
     Depth input is centred and scaled inside: ``(coarse - masked mean) * mask * 4 / S`` (about [-1, 1] for a
     face filling the crop), plus the mask itself as a channel.
+
+    Flow (ours, ``FineConfig.max_flow_px`` > 0): a CoarseNet fit is mostly *misplaced* - its eyes, mouth,
+    nose and jaw line a pixel or two from the image's (measured on held-out faces: moving the fit's vertices to
+    their true image positions, depths unchanged, removes half of its high-pass depth error; fixing the depths
+    in place, 15 %). A depth residual can only undo that with steep, localised corrections; a shift is smooth.
+    So the same hypercolumn also predicts a 2-channel flow ``f`` (crop px, x right, y down; each block's 1x1
+    projection upsampled and summed; with ``FineConfig.flow_widths`` a branch of its own instead: VGG-like
+    blocks on the input at half resolution, two dilated convolutions for the whole face's context, a 1x1
+    readout upsampled; bounded by ``max_flow_px * tanh(. / max_flow_px)``), the coarse depth is
+    resampled at ``p + f(p)`` (bilinear, normalised by the resampled mask so that the background's zeros never
+    leak in; where less than half of the footprint is face the coarse depth stays), and the residual is added
+    on top. The total change is zero-mean over the mask like the residual alone.
 """
 
 from __future__ import annotations
@@ -55,9 +67,9 @@ IMAGE_STD = (0.229, 0.224, 0.225)
 EXPRESSION_INIT_BIAS = -2.0  # sigmoid(-2) ~ 0.12: a mostly neutral face before training
 
 
-def _conv_bn(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, dilation * (k // 2), dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class BasicBlock(nn.Module):
@@ -144,6 +156,7 @@ class CoarseNet(nn.Module):
 
 
 HEAD_SLOPE = 0.1  # negative slope of the FineNet head's leaky ReLUs
+FLOW_INIT_STD = 0.01  # initial weights of the FineNet's flow readout (a flow of a few hundredths of a pixel)
 
 
 class FineNet(nn.Module):
@@ -186,26 +199,78 @@ class FineNet(nn.Module):
         nn.init.zeros_(last.bias)
         head.append(last)
         self.head = nn.Sequential(*head)
+        self.max_flow_px = float(f.max_flow_px)
+        self.flow_branch = self.max_flow_px > 0 and bool(f.flow_widths)
+        if self.max_flow_px > 0 and not self.flow_branch:
+            self.flow_blocks = nn.ModuleList(nn.Conv2d(w, 2, 1) for w in f.widths)
+            for conv in self.flow_blocks:
+                # small, not zero: a zero readout passes no gradient to the features the flow has to learn
+                nn.init.normal_(conv.weight, std=FLOW_INIT_STD)
+                nn.init.zeros_(conv.bias)
+        if self.flow_branch:
+            layers: list[nn.Module] = [nn.AvgPool2d(2)]  # the flow is smooth: its own net at half resolution
+            c = 5
+            for i, w in enumerate(f.flow_widths):
+                layers += ([nn.MaxPool2d(2)] if i else []) + [_conv_bn(c, w, 3), _conv_bn(w, w, 3)]
+                c = w
+            layers += [_conv_bn(c, c, 3, dilation=2), _conv_bn(c, c, 3, dilation=4)]  # context of the whole face
+            self.flow_net = nn.Sequential(*layers)
+            self.flow_out = nn.Conv2d(c, 2, 1)
+            nn.init.normal_(self.flow_out.weight, std=FLOW_INIT_STD)
+            nn.init.zeros_(self.flow_out.bias)
+            self.flow_stride = 2 ** len(f.flow_widths)
+        if self.max_flow_px > 0:
+            s = cfg.size
+            c = (torch.arange(s, dtype=torch.float32) + 0.5) * (2.0 / s) - 1.0  # pixel centres, align_corners=False
+            gy, gx = torch.meshgrid(c, c, indexing="ij")
+            self.register_buffer("base_grid", torch.stack([gx, gy], dim=-1)[None], persistent=False)
 
-    def forward(self, image: torch.Tensor, coarse_depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, coarse_depth: torch.Tensor, mask: torch.Tensor,
+                return_flow: bool = False):
+        """Fine depth (N,1,S,S) crop px; with ``return_flow`` also the flow (N,2,S,S) crop px (zeros without one)."""
         m = mask
         area = m.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
         mean = (coarse_depth * m).sum(dim=(2, 3), keepdim=True) / area
         d = (coarse_depth - mean) * m * self.depth_scale
         x = torch.cat([(image - self.image_mean) / self.image_std, d, m], dim=1)
         h = self.proj_input(x)
+        flow = None
+        readout = self.max_flow_px > 0 and not self.flow_branch
         y = x
-        for block, proj, stride in zip(self.blocks, self.proj_blocks, self.strides):
+        for k, (block, proj, stride) in enumerate(zip(self.blocks, self.proj_blocks, self.strides)):
             y = block(y)
             p = proj(y)
+            if readout:
+                p = torch.cat([p, self.flow_blocks[k](y)], dim=1)
             if stride > 1:
                 p = F.interpolate(p, scale_factor=float(stride), mode="bilinear", align_corners=False)
+            if readout:
+                p, q = p[:, :-2], p[:, -2:]
+                flow = q if flow is None else flow + q
             h = h + p
-        # Depth is known up to a constant: the residual is made zero-mean over the mask, so the FineNet changes
+        if self.flow_branch:
+            flow = F.interpolate(self.flow_out(self.flow_net(x)), scale_factor=float(self.flow_stride),
+                                 mode="bilinear", align_corners=False)
+        # Depth is known up to a constant: the change is made zero-mean over the mask, so the FineNet changes
         # the shape, never the offset (its loss ignores the offset, train/phase1.py).
-        residual = self.head(h) * m
-        residual = residual - (residual.sum(dim=(2, 3), keepdim=True) / area) * m
-        return coarse_depth + residual
+        delta = self.head(h) * m
+        if flow is not None:
+            flow = self.max_flow_px * torch.tanh(flow / self.max_flow_px)
+            delta = delta + (self._resample(coarse_depth, m, flow) - coarse_depth) * m
+        delta = delta - (delta.sum(dim=(2, 3), keepdim=True) / area) * m
+        out = coarse_depth + delta
+        if return_flow:
+            return out, torch.zeros_like(image[:, :2]) if flow is None else flow
+        return out
+
+    def _resample(self, depth: torch.Tensor, m: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """``depth`` sampled at ``p + flow(p)`` over the mask's pixels only (the module docstring)."""
+        s = depth.shape[-1]
+        grid = self.base_grid + flow.permute(0, 2, 3, 1) * (2.0 / s)
+        both = F.grid_sample(torch.cat([depth * m, m], dim=1), grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+        z, w = both[:, :1], both[:, 1:]
+        return torch.where(w > 0.5, z / w.clamp_min(0.5), depth)
 
 
 def build(cfg: VariantConfig) -> tuple[CoarseNet, FineNet]:

@@ -13,6 +13,9 @@ the valid pixels (``fine_valid``) and ``rho`` the square (``fine_loss="l2"``, de
     w_fine_l1       * mean rho(e')
   + w_fine_grad     * mean (rho(d/dx e) + rho(d/dy e))                    (keeps detail sharp)
   + w_fine_highpass * mean rho(HP(e))     (:func:`highpass`: e less its local mean, sigma fine_highpass_px)
+  + w_fine_flow     * mean Huber(flow - flow*)   (a FineNet with a flow, ``--fine-flow``: ``flow*`` is where the
+                                                  fit put each point of the true face, ``train/data.py``; 0 for a
+                                                  true coarse input)
 (the FineNet's residual is zero-mean over the mask by construction, ``train/nets.py``: it never moves the depth
 offset, which no loss here constrains)
 The high-pass term weighs the scales the detail benchmark measures (5 mm, 3 px at S = 128) apart from the
@@ -95,7 +98,11 @@ def fine_detail_losses(fine: torch.nn.Module, b: dict[str, torch.Tensor], t) -> 
     coarse_in = b["fine_coarse_in"][:, None]
     mask = b["fine_mask"][:, None]
     valid = b["fine_valid"][:, None] if "fine_valid" in b else mask
-    pred = fine(b["image"][:nf], coarse_in, mask)
+    flow_target = b.get("fine_flow") if t.w_fine_flow > 0 else None
+    if flow_target is not None:
+        pred, flow = fine(b["image"][:nf], coarse_in, mask, return_flow=True)
+    else:
+        pred = fine(b["image"][:nf], coarse_in, mask)
     err = pred - coarse_in - b["fine_detail"][:, None]
     # Depth is known up to a constant (and a predicted fit sits at its own depth): the data term is on the
     # error less its mean per face.
@@ -115,6 +122,11 @@ def fine_detail_losses(fine: torch.nn.Module, b: dict[str, torch.Tensor], t) -> 
         hp = highpass(err, valid, t.fine_highpass_px)
         out["fine_highpass"] = (norm(hp) * valid).sum() / area
         total = total + t.w_fine_highpass * out["fine_highpass"]
+    if flow_target is not None:
+        huber = torch.nn.functional.huber_loss(flow, flow_target, reduction="none", delta=1.0)
+        huber = huber.sum(dim=1, keepdim=True)
+        out["fine_flow"] = (huber * valid).sum() / area
+        total = total + t.w_fine_flow * out["fine_flow"]
     with torch.no_grad():
         l1 = (centred.abs() * valid).sum() / area  # mean abs depth error, crop px (logged for both losses)
         target = b["fine_detail"][:, None]
@@ -326,10 +338,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--w-fine-grad", type=float, help="weight of the FineNet's depth-gradient term")
     ap.add_argument("--w-fine-data", type=float, help="weight of the FineNet's depth term")
     ap.add_argument("--w-fine-highpass", type=float, help="weight of the FineNet's high-passed depth term")
+    ap.add_argument("--fine-highpass-px", type=float,
+                    help="Gaussian sigma (crop px) of that term's local mean: the scales below a few sigma count")
     ap.add_argument("--synth-marks", type=float, metavar="P",
                     help="share of synthetic faces with sharp albedo marks and no geometry (rtface.synth marks_prob)")
     ap.add_argument("--fine-first-stride", type=int, choices=(1, 2),
                     help="resolution of the FineNet's first block relative to its input (the variant's by default)")
+    ap.add_argument("--fine-widths", type=int, nargs="+", metavar="C",
+                    help="channels of the FineNet's blocks (a new FineNet: layers whose shapes differ start afresh)")
+    ap.add_argument("--fine-convs", type=int, nargs="+", metavar="N", help="3x3 convolutions per FineNet block")
+    ap.add_argument("--fine-flow", type=float, metavar="PX",
+                    help="the FineNet also shifts the coarse surface in the image plane, by at most PX crop px")
+    ap.add_argument("--w-fine-flow", type=float, help="weight of the FineNet flow's supervision (with --fine-flow)")
+    ap.add_argument("--fine-flow-widths", type=int, nargs="+", metavar="C",
+                    help="the flow from a branch of its own with these block widths (default: read from the blocks)")
     return ap.parse_args(argv)
 
 
@@ -343,9 +365,17 @@ def main(argv=None) -> int:
                      fine_only=True if args.fine_only else None, fine_predicted_prob=args.fine_predicted,
                      fine_coarse_weights=args.fine_coarse_weights, w_fine_grad=args.w_fine_grad,
                      w_fine_l1=args.w_fine_data, w_fine_highpass=args.w_fine_highpass,
+                     fine_highpass_px=args.fine_highpass_px, w_fine_flow=args.w_fine_flow,
                      synth_marks_prob=args.synth_marks)
-    if args.fine_first_stride:
-        cfg = dataclasses.replace(cfg, fine=dataclasses.replace(cfg.fine, first_stride=args.fine_first_stride))
+    fine = {"first_stride": args.fine_first_stride, "widths": tuple(args.fine_widths or ()) or None,
+            "convs_per_block": tuple(args.fine_convs or ()) or None, "max_flow_px": args.fine_flow,
+            "flow_widths": tuple(args.fine_flow_widths or ()) or None}
+    fine = {k: v for k, v in fine.items() if v is not None}
+    if fine:
+        cfg = dataclasses.replace(cfg, fine=dataclasses.replace(cfg.fine, **fine))
+    if len(cfg.fine.widths) != len(cfg.fine.convs_per_block):
+        raise SystemExit(f"error: {len(cfg.fine.widths)} FineNet widths but {len(cfg.fine.convs_per_block)} "
+                         "block lengths; give --fine-convs with one count per block")
     resume = None
     if args.resume and last.is_file():
         resume = load_checkpoint(last, variant=cfg.name, face_model_hash=model.hash)

@@ -66,6 +66,56 @@ def test_fine_output_is_coarse_outside_mask_and_its_residual_zero_mean():
     assert abs(float((d - coarse)[mask == 1].mean())) < 1e-5  # a shape change, never a depth offset
 
 
+def flow_variant(flow_widths: tuple[int, ...] = (), max_flow_px: float = 6.0):
+    base = tiny_variant()
+    return dataclasses.replace(base, fine=dataclasses.replace(base.fine, max_flow_px=max_flow_px,
+                                                              flow_widths=flow_widths))
+
+
+@pytest.mark.parametrize("flow_widths", [(), (4, 8)], ids=["read-from-blocks", "own-branch"])
+def test_fine_flow_moves_the_coarse_surface_in_the_image_plane(flow_widths):
+    """A FineNet with a flow samples the coarse depth at ``p + flow(p)``: a constant 1 px flow to the right on
+    a bowl ``z = (x - c)^2 / 10`` changes it by ``(2 (x - c) + 1) / 10``, less its mean; the background and the
+    depth offset stay as they were."""
+    from train.nets import FineNet
+
+    f = FineNet(flow_variant(flow_widths)).eval()
+    readouts = [f.flow_out] if flow_widths else list(f.flow_blocks)
+    for conv in readouts:
+        torch.nn.init.zeros_(conv.weight)
+    readouts[-1].bias.data = torch.tensor([1.0, 0.0])
+    x = torch.arange(32.0).view(1, 1, 1, 32).expand(1, 1, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 4:28, 4:28] = 1
+    coarse = ((x - 15.5) ** 2 / 10.0 + 20.0) * mask
+    with torch.no_grad():
+        d, flow = f(torch.rand(1, 3, 32, 32), coarse, mask, return_flow=True)
+    shift = 6.0 * np.tanh(1.0 / 6.0)
+    assert torch.allclose(flow[:, 0], torch.full((1, 32, 32), shift)) and not flow[:, 1].any()
+    assert torch.equal(d[mask == 0], coarse[mask == 0])
+    assert abs(float((d - coarse)[mask == 1].mean())) < 1e-4
+    delta = (d - coarse)[0, 0, 16, 6:26]
+    expected = (2 * (x[0, 0, 16, 6:26] - 15.5) * shift + shift ** 2) / 10.0
+    np.testing.assert_allclose((delta - delta.mean()).numpy(), (expected - expected.mean()).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("flow_widths", [(), (4, 8)], ids=["read-from-blocks", "own-branch"])
+def test_export_parity_with_a_flow(tmp_path, face_model, flow_widths):
+    """The flow's GridSample exports (opset 17) and ONNX Runtime matches torch."""
+    from train.export import export
+    from train.nets import CoarseNet, FineNet
+
+    cfg = flow_variant(flow_widths, max_flow_px=4.0)
+    c, f = CoarseNet(cfg), FineNet(cfg)
+    randomise(c)
+    randomise(f)
+    m = export(cfg, c, f, tmp_path, face_model.hash, {"status": "untrained"}, tol=1e-4, storage="float32")
+    assert m["networks"]["fine"]["parity_max_abs_diff"] < 1e-3
+    import onnx
+
+    assert "GridSample" in {n.op_type for n in onnx.load(str(tmp_path / "fine_s.onnx")).graph.node}
+
+
 @pytest.mark.parametrize("storage", ["float16", "float32"])
 def test_export_parity_and_manifest(tmp_path, face_model, storage):
     from train.export import export, sha256_file

@@ -147,6 +147,33 @@ def test_predicted_coarse_input_is_the_fit_and_the_target_the_truth(synth, face_
         assert np.abs(rebuilt).max() < 3.0 < np.abs(off - np.median(off)).max()
 
 
+def test_flow_target_is_where_the_fit_put_each_point(synth, face_model):
+    """``fine_flow`` at a true landmark's pixel is the fit's landmark minus the true one (the shift of that
+    point of the surface), zero off the true face and for faces given the true surface."""
+    from rtface.camera import project
+    from train.config import with_train
+    from train.data import _coarse_net, make_batch
+
+    cfg = with_train(dataclasses.replace(tiny_cfg(), size=128), fine_predicted_prob=1.0, w_fine_flow=1.0)
+    b = make_batch(cfg, seed=1, index=0)
+    fit = _coarse_net("").run(b["image"][:2])
+    lm = face_model.landmarks
+    lm_fit = project(face_model.vertices(fit["identity"], fit["expression"]), fit["pose"])[:, lm, :2]
+    lm_true = project(face_model.vertices(b["identity"][:2], b["expression"][:2]), b["pose"][:2])[:, lm, :2]
+    flow, truth_mask = b["fine_flow"], b["mask"][:2] > 0
+    assert not flow[np.broadcast_to(~truth_mask[:, None], flow.shape)].any()
+    errors = []
+    for i in range(2):
+        for k in range(17, 68):  # brows, nose, eyes, mouth: inside the face, visible in these poses
+            x, y = np.floor(lm_true[i, k]).astype(int)
+            if truth_mask[i, y, x]:
+                errors.append(np.abs(flow[i, :, y, x] - (lm_fit[i, k] - lm_true[i, k])).max())
+    assert len(errors) > 60 and np.median(errors) < 0.3
+    assert np.abs(lm_fit - lm_true).mean() > 0.5  # the fit is off: the flow carries something
+    truth_fed = make_batch(with_train(cfg, fine_predicted_prob=0.0), seed=1, index=0)
+    assert truth_fed["fine_flow"].shape == (2, 2, 128, 128) and not truth_fed["fine_flow"].any()
+
+
 def test_fine_loss_ignores_a_depth_offset_and_highpass_ignores_tilts():
     from train.config import get_variant
     from train.nets import FineNet

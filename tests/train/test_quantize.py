@@ -3,8 +3,8 @@
 The shipped weights are quantised once per session with a small real calibration set (8 faces of 300-W train,
 two pipeline passes each), which takes a few seconds; the agreement is measured on 6 further faces.
 Tolerances (crop side 128 px): INT8 landmarks within 1 px of FP32 on average (measured 0.2 px), FineNet depth
-within 0.08 px (measured 0.05 px: the Percentile ranges at 99.9 % clip the rarest activations, which costs a
-little agreement with FP32 and keeps more of the detail against the ground truth, ``python -m benchmarks int8``),
+within 0.12 px (measured 0.088 px: the Percentile ranges at 99.5 % clip the rarest activations, which costs
+some agreement with FP32 and keeps more of the detail against the ground truth, ``python -m benchmarks int8``),
 both from the same recorded inputs.
 """
 
@@ -21,7 +21,7 @@ from tests.conftest import shared
 pytest.importorskip("onnx", reason="quantisation needs the onnx package (the train or dev extra)")
 
 LANDMARK_TOL_PX = 1.0
-DEPTH_TOL_PX = 0.08
+DEPTH_TOL_PX = 0.12
 
 
 @pytest.fixture(scope="module")

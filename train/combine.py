@@ -4,6 +4,8 @@ Phase 1 may train the two networks in separate runs (``python -m train.phase1 --
 trains a FineNet while a CoarseNet run goes on), and phase 2 and the export take one checkpoint.
 
 ``python -m train.combine --coarse RUN_A/ckpt_last.pt --fine RUN_B/ckpt_last.pt --out combined.pt``
+(``--drop-flow``: the FineNet without the flow it was trained with, ``train.phase1 --fine-flow``; the depth
+residual path is kept as it is)
 
 The result has the FineNet run's configuration (its ``fine`` and ``train`` sections) with the CoarseNet run's
 ``coarse`` section (the architecture its weights have; a ``train.coarse_real`` checkpoint works too); both
@@ -48,6 +50,15 @@ def combine(coarse_ckpt: dict, fine_ckpt: dict) -> dict:
     return combined
 
 
+def drop_flow(ckpt: dict) -> dict:
+    """``ckpt`` with its FineNet's flow (``FineConfig.max_flow_px``) and the flow's loss taken out: the plain
+    FineNet of the same blocks and head, the weights they had."""
+    config = dict(ckpt["config"], fine=dict(ckpt["config"]["fine"], max_flow_px=0.0, flow_widths=()),
+                  train=dict(ckpt["config"]["train"], w_fine_flow=0.0))
+    fine = {k: v for k, v in ckpt["fine"].items() if not k.startswith(("flow_blocks.", "flow_net.", "flow_out."))}
+    return dict(ckpt, config=config, fine=fine)
+
+
 def fresh_fine(ckpt: dict, seed: int = 0) -> dict:
     """``ckpt`` with its FineNet replaced by a newly initialised one of the current variant's architecture."""
     import torch
@@ -67,11 +78,14 @@ def main(argv=None) -> int:
     ap.add_argument("--coarse", required=True, help="checkpoint whose CoarseNet is kept")
     ap.add_argument("--fine", required=True,
                     help="checkpoint whose FineNet is kept, or 'fresh' for a newly initialised FineNet")
+    ap.add_argument("--drop-flow", action="store_true", help="keep the FineNet without its flow (--fine-flow)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:
         coarse = load_checkpoint(args.coarse)
         fine = fresh_fine(coarse) if args.fine == "fresh" else load_checkpoint(args.fine)
+        if args.drop_flow:
+            fine = drop_flow(fine)
         combined = combine(coarse, fine)
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -126,6 +126,33 @@ def test_fine_only_run_keeps_the_coarse_net_and_combines(synth, face_model, tmp_
         combine(a, other)
 
 
+def test_drop_flow_keeps_the_plain_fine_net(synth, face_model, tmp_path, monkeypatch):
+    """A FineNet trained with a flow, its flow dropped: the plain FineNet with the same blocks and head, which
+    builds, loads strictly and gives the flow FineNet's output less the resampling."""
+    import train.phase1 as p1
+    from train.combine import drop_flow
+    from train.nets import FineNet
+
+    monkeypatch.setattr(p1, "get_variant", lambda name: tiny_cfg())
+    run = tmp_path / "flow"
+    assert p1.main(["--steps", "2", "--out", str(run), "--variant", "s", "--workers", "0", "--no-progress",
+                    "--threads", "1", "--fine-only", "--fine-flow", "4", "--w-fine-flow", "1",
+                    "--fine-flow-widths", "4", "8"]) == 0
+    ck = p1.load_checkpoint(run / "ckpt_last.pt")
+    assert any(k.startswith("flow_net.") for k in ck["fine"])
+    plain = drop_flow(ck)
+    cfg = p1.config_of(plain)
+    assert cfg.fine.max_flow_px == 0 and cfg.fine.flow_widths == () and cfg.train.w_fine_flow == 0
+    with_flow, without = FineNet(p1.config_of(ck)).eval(), FineNet(cfg).eval()
+    with_flow.load_state_dict(ck["fine"])
+    without.load_state_dict(plain["fine"])  # strict: exactly the plain FineNet's parameters
+    torch.nn.init.zeros_(with_flow.flow_out.weight)  # no flow: both give the same depth
+    torch.nn.init.zeros_(with_flow.flow_out.bias)
+    x, z, m = torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64) * 10, torch.ones(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(with_flow(x, z, m), without(x, z, m), atol=1e-5)
+
+
 def test_predicted_coarse_input_is_the_fit_and_the_target_the_truth(synth, face_model):
     """With ``fine_predicted_prob`` the FineNet gets the released CoarseNet's fit, and its target is the true
     surface: fit + target = true coarse surface + detail on the valid pixels, up to the fit's depth offset."""

@@ -53,10 +53,13 @@ def combine(coarse_ckpt: dict, fine_ckpt: dict) -> dict:
 def drop_flow(ckpt: dict) -> dict:
     """``ckpt`` with its FineNet's flow (``FineConfig.max_flow_px``) and the flow's loss taken out: the plain
     FineNet of the same blocks and head, the weights they had."""
+    from .config import from_dict
+    from .nets import FineNet
+
     config = dict(ckpt["config"], fine=dict(ckpt["config"]["fine"], max_flow_px=0.0, flow_widths=()),
                   train=dict(ckpt["config"]["train"], w_fine_flow=0.0))
-    fine = {k: v for k, v in ckpt["fine"].items() if not k.startswith(("flow_blocks.", "flow_net.", "flow_out."))}
-    return dict(ckpt, config=config, fine=fine)
+    keep = FineNet(from_dict(config)).state_dict().keys()
+    return dict(ckpt, config=config, fine={k: v for k, v in ckpt["fine"].items() if k in keep})
 
 
 def fresh_fine(ckpt: dict, seed: int = 0) -> dict:

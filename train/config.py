@@ -45,7 +45,7 @@ class FineConfig:
     # crop px (train/nets.py, FineNet): a fit whose features sit a pixel or two off is corrected by a smooth shift
     # rather than by a steep residual. 0: the paper's FineNet, a depth residual only.
     max_flow_px: float = 0.0
-    flow_widths: tuple[int, ...] = ()  # with a flow: () reads it from the blocks above, else a branch of its own
+    flow_widths: tuple[int, ...] = (16, 32, 64)  # blocks of the flow's own branch (with max_flow_px > 0)
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,9 @@ FineNet
     nose and jaw line a pixel or two from the image's (measured on held-out faces: moving the fit's vertices to
     their true image positions, depths unchanged, removes half of its high-pass depth error; fixing the depths
     in place, 15 %). A depth residual can only undo that with steep, localised corrections; a shift is smooth.
-    So the same hypercolumn also predicts a 2-channel flow ``f`` (crop px, x right, y down; each block's 1x1
-    projection upsampled and summed; with ``FineConfig.flow_widths`` a branch of its own instead: VGG-like
-    blocks on the input at half resolution, two dilated convolutions for the whole face's context, a 1x1
-    readout upsampled; bounded by ``max_flow_px * tanh(. / max_flow_px)``), the coarse depth is
+    So a branch of its own (``FineConfig.flow_widths``: VGG-like blocks on the input at half resolution, two
+    dilated convolutions for the whole face's context, a 1x1 readout upsampled) predicts a 2-channel flow ``f``
+    (crop px, x right, y down; bounded by ``max_flow_px * tanh(. / max_flow_px)``), the coarse depth is
     resampled at ``p + f(p)`` (bilinear, normalised by the resampled mask so that the background's zeros never
     leak in; where less than half of the footprint is face the coarse depth stays), and the residual is added
     on top. The total change is zero-mean over the mask like the residual alone.
@@ -200,14 +199,9 @@ class FineNet(nn.Module):
         head.append(last)
         self.head = nn.Sequential(*head)
         self.max_flow_px = float(f.max_flow_px)
-        self.flow_branch = self.max_flow_px > 0 and bool(f.flow_widths)
-        if self.max_flow_px > 0 and not self.flow_branch:
-            self.flow_blocks = nn.ModuleList(nn.Conv2d(w, 2, 1) for w in f.widths)
-            for conv in self.flow_blocks:
-                # small, not zero: a zero readout passes no gradient to the features the flow has to learn
-                nn.init.normal_(conv.weight, std=FLOW_INIT_STD)
-                nn.init.zeros_(conv.bias)
-        if self.flow_branch:
+        if self.max_flow_px > 0:
+            if not f.flow_widths:
+                raise ValueError("a FineNet with a flow (max_flow_px > 0) needs flow_widths for its flow branch")
             layers: list[nn.Module] = [nn.AvgPool2d(2)]  # the flow is smooth: its own net at half resolution
             c = 5
             for i, w in enumerate(f.flow_widths):
@@ -216,10 +210,10 @@ class FineNet(nn.Module):
             layers += [_conv_bn(c, c, 3, dilation=2), _conv_bn(c, c, 3, dilation=4)]  # context of the whole face
             self.flow_net = nn.Sequential(*layers)
             self.flow_out = nn.Conv2d(c, 2, 1)
+            # small, not zero: a zero readout passes no gradient to the features the flow has to learn
             nn.init.normal_(self.flow_out.weight, std=FLOW_INIT_STD)
             nn.init.zeros_(self.flow_out.bias)
             self.flow_stride = 2 ** len(f.flow_widths)
-        if self.max_flow_px > 0:
             s = cfg.size
             c = (torch.arange(s, dtype=torch.float32) + 0.5) * (2.0 / s) - 1.0  # pixel centres, align_corners=False
             gy, gx = torch.meshgrid(c, c, indexing="ij")
@@ -234,21 +228,15 @@ class FineNet(nn.Module):
         d = (coarse_depth - mean) * m * self.depth_scale
         x = torch.cat([(image - self.image_mean) / self.image_std, d, m], dim=1)
         h = self.proj_input(x)
-        flow = None
-        readout = self.max_flow_px > 0 and not self.flow_branch
         y = x
-        for k, (block, proj, stride) in enumerate(zip(self.blocks, self.proj_blocks, self.strides)):
+        for block, proj, stride in zip(self.blocks, self.proj_blocks, self.strides):
             y = block(y)
             p = proj(y)
-            if readout:
-                p = torch.cat([p, self.flow_blocks[k](y)], dim=1)
             if stride > 1:
                 p = F.interpolate(p, scale_factor=float(stride), mode="bilinear", align_corners=False)
-            if readout:
-                p, q = p[:, :-2], p[:, -2:]
-                flow = q if flow is None else flow + q
             h = h + p
-        if self.flow_branch:
+        flow = None
+        if self.max_flow_px > 0:
             flow = F.interpolate(self.flow_out(self.flow_net(x)), scale_factor=float(self.flow_stride),
                                  mode="bilinear", align_corners=False)
         # Depth is known up to a constant: the change is made zero-mean over the mask, so the FineNet changes

@@ -351,7 +351,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the FineNet also shifts the coarse surface in the image plane, by at most PX crop px")
     ap.add_argument("--w-fine-flow", type=float, help="weight of the FineNet flow's supervision (with --fine-flow)")
     ap.add_argument("--fine-flow-widths", type=int, nargs="+", metavar="C",
-                    help="the flow from a branch of its own with these block widths (default: read from the blocks)")
+                    help="block widths of the flow's branch (default: the variant's, 16 32 64)")
     return ap.parse_args(argv)
 
 

@@ -69,8 +69,8 @@ AUTO_METHOD = {"coarse": "minmax", "fine": "percentile"}
 #: (ONNX Runtime's default is 99.999). Measured on the W = 32 FineNet (validation seed of the detail sets; its
 #: error on the true coarse surface against FP32, ``benchmarks int8``): 99.999: 5.8 % recovered, 1.68x, +12.4 %;
 #: 99.99: 6.2 %, 1.58x, +8.2 %; 99.9: 6.4 %, 1.52x, +4.4 %; 99.5: 6.1 %, 1.43x, +1.4 %; 99.0: 5.6 %, 1.43x
-#: (FP32 6.9 %, 1.36x): clipping the rare large activations keeps the resolution that the sub-millimetre residual needs, until
-#: the clipping itself costs detail.
+#: (FP32 6.9 %, 1.36x): clipping the rare large activations keeps the resolution that the sub-millimetre
+#: residual needs, until the clipping itself costs detail.
 PERCENTILE = 99.5
 #: Linear layers before each output that stay float (:func:`float_nodes`), per network (``--fine-float-tail``).
 #: The FineNet's head (four 1x1 convolutions at the crop's full resolution) carries its sub-millimetre residual.

@@ -66,24 +66,20 @@ def test_fine_output_is_coarse_outside_mask_and_its_residual_zero_mean():
     assert abs(float((d - coarse)[mask == 1].mean())) < 1e-5  # a shape change, never a depth offset
 
 
-def flow_variant(flow_widths: tuple[int, ...] = (), max_flow_px: float = 6.0):
+def flow_variant(max_flow_px: float = 6.0):
     base = tiny_variant()
-    return dataclasses.replace(base, fine=dataclasses.replace(base.fine, max_flow_px=max_flow_px,
-                                                              flow_widths=flow_widths))
+    return dataclasses.replace(base, fine=dataclasses.replace(base.fine, max_flow_px=max_flow_px, flow_widths=(4, 8)))
 
 
-@pytest.mark.parametrize("flow_widths", [(), (4, 8)], ids=["read-from-blocks", "own-branch"])
-def test_fine_flow_moves_the_coarse_surface_in_the_image_plane(flow_widths):
+def test_fine_flow_moves_the_coarse_surface_in_the_image_plane():
     """A FineNet with a flow samples the coarse depth at ``p + flow(p)``: a constant 1 px flow to the right on
     a bowl ``z = (x - c)^2 / 10`` changes it by ``(2 (x - c) + 1) / 10``, less its mean; the background and the
     depth offset stay as they were."""
     from train.nets import FineNet
 
-    f = FineNet(flow_variant(flow_widths)).eval()
-    readouts = [f.flow_out] if flow_widths else list(f.flow_blocks)
-    for conv in readouts:
-        torch.nn.init.zeros_(conv.weight)
-    readouts[-1].bias.data = torch.tensor([1.0, 0.0])
+    f = FineNet(flow_variant()).eval()
+    torch.nn.init.zeros_(f.flow_out.weight)
+    f.flow_out.bias.data = torch.tensor([1.0, 0.0])
     x = torch.arange(32.0).view(1, 1, 1, 32).expand(1, 1, 32, 32)
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 4:28, 4:28] = 1
@@ -99,13 +95,12 @@ def test_fine_flow_moves_the_coarse_surface_in_the_image_plane(flow_widths):
     np.testing.assert_allclose((delta - delta.mean()).numpy(), (expected - expected.mean()).numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("flow_widths", [(), (4, 8)], ids=["read-from-blocks", "own-branch"])
-def test_export_parity_with_a_flow(tmp_path, face_model, flow_widths):
+def test_export_parity_with_a_flow(tmp_path, face_model):
     """The flow's GridSample exports (opset 17) and ONNX Runtime matches torch."""
     from train.export import export
     from train.nets import CoarseNet, FineNet
 
-    cfg = flow_variant(flow_widths, max_flow_px=4.0)
+    cfg = flow_variant(max_flow_px=4.0)
     c, f = CoarseNet(cfg), FineNet(cfg)
     randomise(c)
     randomise(f)

@@ -140,6 +140,31 @@ def test_smoothing_only_for_streams(portrait):
     assert np.array_equal(a.faces[0].depth, b.faces[0].depth)  # single images are independent
 
 
+def test_cpu_mesh_kernel_matches_the_model(pipe):
+    """The fused mesh kernel on the int16 basis (``quantise_basis``) gives the float64 chain ``project(mean +
+    coeffs @ basis, pose)`` to a few micrometres of the model (crop px = cm * scale), for a batch of faces."""
+    from rtface.camera import project
+    from rtface.pipeline import quantise_basis
+
+    m = pipe.model
+    rng = np.random.default_rng(0)
+    n = 3
+    ident = rng.normal(0, 1, (n, m.num_identity)).astype(np.float32)
+    expr = rng.uniform(0, 1, (n, m.num_expression)).astype(np.float32)
+    pose = np.array([[0.1, -0.4, 0.05, 5.0, 64, 60], [-0.2, 0.6, -0.1, 4.0, 70, 66], [0, 0, 0, 6.0, 64, 64]],
+                    np.float32)
+    got = pipe._mesh_cpu(ident, expr, pose)
+    verts = m.mean.astype(np.float64) + np.einsum("nk,kvc->nvc", ident.astype(np.float64), m.id_basis) + \
+        np.einsum("nk,kvc->nvc", expr.astype(np.float64), m.exp_basis)
+    want = project(verts, pose.astype(np.float64))
+    scale = pose[:, 3].max()
+    assert np.abs(got - want).max() < 2e-4 * scale  # 2 um in crop px
+    q, s = quantise_basis(pipe._basis)
+    assert q.dtype == np.int16 and s.dtype == np.float32 and np.abs(q).max() == 32767
+    err = np.abs(q * s[:, None].astype(np.float64) - pipe._basis)
+    assert (err <= 0.5 * s[:, None] * 1.01).all()  # half a step of each mode's scale (+ float32 rounding)
+
+
 @pytest.mark.gpu
 def test_gpu_pipeline_matches_cpu(portrait):
     from rtface.pipeline import Pipeline

@@ -46,13 +46,15 @@ def average(ckpts: list[dict], weights: list[float], sources: list[dict] | None 
                               f"{len(weights)} weights)")
     if min(weights) <= 0 or abs(sum(weights) - 1.0) > WEIGHT_SUM_TOL:
         raise CheckpointError(f"the weights must be positive and sum to 1, got {weights}")
+    for name, c in zip(names, ckpts):
+        if "fine" not in c:
+            raise CheckpointError(f"{name} has no FineNet (a CoarseNet-only checkpoint); give FineNet checkpoints")
     first = ckpts[0]
     for name, c in zip(names[1:], ckpts[1:]):
         for key in ("variant", "face_model_hash"):
             if c.get(key) != first.get(key):
                 raise CheckpointError(f"{name} differs from {names[0]} in {key} ({c.get(key)!r} vs {first.get(key)!r})")
-        if ("fine" not in c or _fine_architecture(c) != _fine_architecture(first)
-                or c["fine"].keys() != first["fine"].keys()):
+        if _fine_architecture(c) != _fine_architecture(first) or c["fine"].keys() != first["fine"].keys():
             raise CheckpointError(f"{name} has another FineNet architecture than {names[0]}; only FineNets of one "
                                   f"configuration can be averaged")
         if c["coarse"].keys() != first["coarse"].keys() or not all(

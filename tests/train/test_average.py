@@ -70,6 +70,8 @@ def test_inputs_that_cannot_be_averaged():
         average([a, checkpoint(2)], [1.5, -0.5])
     with pytest.raises(CheckpointError, match="two or more"):
         average([a], [1.0])
+    with pytest.raises(CheckpointError, match="no FineNet"):
+        average([{k: v for k, v in a.items() if k != "fine"}, checkpoint(2)], [0.5, 0.5])
     with pytest.raises(CheckpointError, match="face_model_hash"):
         average([a, dict(checkpoint(2), face_model_hash="0" * 64)], [0.5, 0.5])
     with pytest.raises(CheckpointError, match="another CoarseNet"):

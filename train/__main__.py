@@ -11,6 +11,12 @@ COMMANDS = {
 OPTIONAL = {  # listed when the module is present
     "phase2": "unsupervised shape-from-shading fine-tuning on real faces",
     "realdata": "prepare the real-face data set used by phase 2",
+    "labeled": "fit the face model to the hand-annotated real faces (the real-face CoarseNet's labels)",
+    "profiling": "large-pose copies of the 300-W training faces",
+    "coarse_real": "train the CoarseNet on real and synthetic faces",
+    "combine": "the CoarseNet of one checkpoint with the FineNet of another",
+    "average": "the weighted mean of FineNets of one lineage",
+    "quantize": "INT8 copies of the shipped networks, calibrated on real crops",
 }
 _here = __import__("pathlib").Path(__file__).resolve().parent
 COMMANDS.update({k: v for k, v in OPTIONAL.items() if (_here / f"{k}.py").is_file()})
@@ -24,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(f"train.{args[0]}").main(args[1:]) or 0
     print("usage: python -m train <command> [options]   (or python -m train.<command>)\n\ncommands:")
     for name, what in COMMANDS.items():
-        print(f"  {name:8s} {what}")
+        print(f"  {name:11s} {what}")
     print("\nvariants: s (S=128, real time on a CPU), paper (S=200, paper-sized); see train/config.py")
     return 0 if not args or args[0] in {"-h", "--help"} else 2
 

@@ -141,7 +141,7 @@ def detail_evaluation(nets, model, faces: int, seed: int = 0, refine: bool = Tru
                 t_ref += time.perf_counter() - t0
             both = dict(res, mask=res["mask"] & b["mask"])
             r = normalised_residuals(b["image"], both,
-                                     {m: depth[f"{m}_pred"] for m in methods} | {"truth": b["depth"]})
+                                     {m: depth[f"{m}_pred"] for m in methods} | {"truth": b["depth"]}, albedo=False)
             for m in sfs:
                 sfs[m].append(r[f"const_{m}"])
             for i in range(n):

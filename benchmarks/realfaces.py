@@ -89,20 +89,26 @@ def sfs_errors(res: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def normalised_residuals(crops_bgr: np.ndarray, res: dict[str, np.ndarray], depths: dict[str, np.ndarray],
-                         refine_config=None) -> dict[str, np.ndarray]:
+                         refine_config=None, albedo: bool = True) -> dict[str, np.ndarray]:
     """Per face, the two SfS residuals of the module docstring for each depth in ``depths`` (name -> (N, S, S)).
 
-    Returns ``{"const_<name>": (N,), "albedo_<name>": (N,), "pixels": (N,)}``; NaN where fewer than 50 pixels."""
+    Returns ``{"const_<name>": (N,), "albedo_<name>": (N,), "pixels": (N,)}``; NaN where fewer than 50 pixels.
+    ``albedo=False``: the constant-albedo residual only (no albedo estimate, no ``albedo_<name>`` keys)."""
     import cv2
 
-    from rtface.refine import lighting_albedo
+    from rtface.refine import RefineConfig, intensity, lighting_albedo
     from rtface.render import shading
 
     from .detailsets import face_region
 
     n, s = res["mask"].shape[:2]
-    est = lighting_albedo(crops_bgr, res["coarse_depth"], res["mask"], refine_config)
-    out = {f"{k}_{name}": np.full(n, np.nan) for k in ("const", "albedo") for name in depths}
+    kinds = ("const", "albedo") if albedo else ("const",)
+    if albedo:
+        est = lighting_albedo(crops_bgr, res["coarse_depth"], res["mask"], refine_config)
+        lums = est["intensity"]
+    else:
+        lums = intensity(crops_bgr, (refine_config or RefineConfig().for_size(s)).gamma)[0]
+    out = {f"{k}_{name}": np.full(n, np.nan) for k in kinds for name in depths}
     out["pixels"] = np.zeros(n, int)
     for i in range(n):
         m = res["mask"][i]
@@ -115,14 +121,15 @@ def normalised_residuals(crops_bgr: np.ndarray, res: dict[str, np.ndarray], dept
         out["pixels"][i] = int(region.sum())
         if region.sum() < 50:
             continue
-        lum = est["intensity"][i].astype(np.float64)
+        lum = lums[i].astype(np.float64)
         sd = float(lum[region].std()) or 1.0
         for name, nrm in normals.items():
             light = shading.solve_lighting(nrm, lum, region, order=1)
             r = lum - shading.shade(nrm, light)
             out[f"const_{name}"][i] = np.sqrt(np.mean(r[region] ** 2)) / sd
-            r = lum - est["albedo"][i] * shading.shade(nrm, est["light"][i])
-            out[f"albedo_{name}"][i] = np.sqrt(np.mean(r[region] ** 2)) / sd
+            if albedo:
+                r = lum - est["albedo"][i] * shading.shade(nrm, est["light"][i])
+                out[f"albedo_{name}"][i] = np.sqrt(np.mean(r[region] ** 2)) / sd
     return out
 
 

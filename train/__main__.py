@@ -16,6 +16,7 @@ OPTIONAL = {  # listed when the module is present
     "coarse_real": "train the CoarseNet on real and synthetic faces",
     "combine": "the CoarseNet of one checkpoint with the FineNet of another",
     "average": "the weighted mean of FineNets of one lineage",
+    "calibrate": "a FineNet's output filter (blur, gain) chosen on the detail sets' validation seed",
     "quantize": "INT8 copies of the shipped networks, calibrated on real crops",
 }
 _here = __import__("pathlib").Path(__file__).resolve().parent

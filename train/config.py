@@ -46,6 +46,11 @@ class FineConfig:
     # rather than by a steep residual. 0: the paper's FineNet, a depth residual only.
     max_flow_px: float = 0.0
     flow_widths: tuple[int, ...] = (16, 32, 64)  # blocks of the flow's own branch (with max_flow_px > 0)
+    # The output filter (train/nets.py, OutputFilter): the residual is blurred by a Gaussian of this standard
+    # deviation (crop px; 0: no blur) and multiplied by ``out_gain``. Neither is learnt: ``python -m
+    # train.calibrate`` chooses them on the detail sets' validation seed for a trained FineNet.
+    out_blur_px: float = 0.0
+    out_gain: float = 1.0
 
 
 @dataclass(frozen=True)

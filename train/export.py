@@ -122,12 +122,14 @@ def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, o
     """Export both networks with parity checks, then write the files and manifest. Returns the manifest.
 
     With ``fine`` (``coarse``) None, the FineNet (CoarseNet) ONNX file of the weights folder ``fine_from``
-    (``coarse_from``) is shipped unchanged (its manifest entry and training record are carried over)."""
+    (``coarse_from``) is shipped unchanged (its manifest entry and training record are carried over, and its INT8
+    copy where that is current: ``python -m train.quantize --only`` then quantises the new network alone)."""
     out_dir = Path(out_dir)
     s = cfg.size
     c_feeds, f_feeds = example_inputs(s)
     print(f"exporting variant {cfg.name!r} (S={s}, opset {OPSET}) to {out_dir}")
     data: dict[str, bytes] = {}
+    kept_int8: dict[str, tuple[dict, bytes]] = {}
     diffs: dict[str, float | None] = {}
     half_diffs: dict[str, float | None] = {}
     for key, net, names, outputs, source in (("coarse", coarse, COARSE_INPUTS, COARSE_OUTPUTS, coarse_from),
@@ -139,6 +141,9 @@ def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, o
             entry = prev["networks"][key]
             data[key] = (Path(prev["_dir"]) / entry["file"]).read_bytes()
             diffs[key] = entry.get("parity_max_abs_diff")
+            q = entry.get("int8")
+            if q and q.get("source_sha256") == entry["sha256"] and (Path(prev["_dir"]) / q["file"]).is_file():
+                kept_int8[key] = (q, (Path(prev["_dir"]) / q["file"]).read_bytes())
             record = {k: v for k, v in prev.get("training", {}).items() if k not in ("coarse", "fine")}
             training = {**training, key: {"from": str(source), "sha256": entry["sha256"], "training": record}}
             continue
@@ -160,6 +165,10 @@ def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, o
         networks[key] = {"file": files[key], "sha256": sha256_file(path), "parity_max_abs_diff": diffs[key]}
         if half_diffs.get(key) is not None:
             networks[key]["storage"] = {"weights": "float16", "parity_max_abs_diff": half_diffs[key]}
+        if key in kept_int8 and networks[key]["sha256"] == kept_int8[key][0]["source_sha256"]:
+            q, q_data = kept_int8[key]
+            write_atomic(out_dir / q["file"], q_data)
+            networks[key]["int8"] = q
     manifest = {
         "format": MANIFEST_FORMAT,
         "variant": cfg.name,

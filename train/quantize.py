@@ -1,11 +1,13 @@
 """INT8 (QDQ) versions of the shipped networks: ONNX Runtime static quantisation calibrated on real crops.
 
-``python -m train.quantize [--weights DIR] [--out DIR] [--faces 256] [--check 64] [--method auto] [--seed 0]``
+``python -m train.quantize [--weights DIR] [--out DIR] [--faces 256] [--check 64] [--method auto] [--seed 0]
+[--only coarse|fine]``
 
-For each network of the weights folder (``coarse_<v>.onnx``, ``fine_<v>.onnx``) this writes
-``coarse_<v>.int8.onnx`` / ``fine_<v>.int8.onnx`` beside it and adds an ``"int8"`` entry to the network's
-manifest entry (file, sha256, ``source_sha256`` = the FP32 file it was made from, calibration settings,
-agreement with FP32); see :mod:`rtface.networks`. Everything else in the manifest stays as it was (format 1).
+For each network of the weights folder (``coarse_<v>.onnx``, ``fine_<v>.onnx``; ``--only``: one of them, the
+other keeping its current INT8 copy) this writes ``coarse_<v>.int8.onnx`` / ``fine_<v>.int8.onnx`` beside it
+and adds an ``"int8"`` entry to the network's manifest entry (file, sha256, ``source_sha256`` = the FP32 file it
+was made from, calibration settings, agreement with FP32); see :mod:`rtface.networks`. Everything else in the
+manifest stays as it was (format 1).
 
 Calibration data (real crops, the inputs the networks see in a video): ``--faces`` images of
 ``$RTFACE_ASSETS/faces-300w/train`` (never the test split, which the accuracy tables use), drawn with
@@ -196,12 +198,16 @@ def quantize_file(src: str | Path, dst: str | Path, feeds: Sequence[dict], metho
 
 
 _LINEAR = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+#: Node-name prefix of the FineNet's output filter (train/nets.py, ``FineNet.out_filter``): fixed MatMuls, not
+#: layers with learnt weights, kept float without counting toward the float tail.
+_FIXED_SCOPE = "/out_filter/"
 
 
 def float_nodes(path: str | Path, tail: int = 1) -> list[str]:
     """Names of the nodes that stay float: the network's input and output ends.
 
-    * output end: the last ``tail`` Conv/Gemm layers on every path to each output and everything after them.
+    * output end: the last ``tail`` Conv/Gemm layers on every path to each output and everything after them
+      (the FineNet's output filter, fixed MatMuls, stays float without counting).
       The outputs mix quantities of very different ranges in one tensor (CoarseNet: angles in radians beside translations in pixels;
       FineNet: the coarse depth plus a sub-pixel residual), which one INT8 scale per tensor cannot hold
       (measured: pose angles rounded to 0, depth in 0.7 px steps);
@@ -230,7 +236,7 @@ def float_nodes(path: str | Path, tail: int = 1) -> list[str]:
             continue
         reached[id(node)] = left
         keep[id(node)] = node.name
-        if node.op_type in _LINEAR:
+        if node.op_type in _LINEAR and not node.name.startswith(_FIXED_SCOPE):
             left -= 1
         if left > 0:
             stack.extend((i, left) for i in node.input)
@@ -292,8 +298,11 @@ def int8_name(file: str) -> str:
 def quantize_weights(weights: str | Path | None = None, out: str | Path | None = None, *, faces: int = 256,
                      check: int = 64, method: str = "auto", seed: int = 0, calibration_images: Sequence | None = None,
                      check_images: Sequence | None = None, command: str | None = None,
-                     float_tail: dict[str, int] | None = None) -> dict:
+                     float_tail: dict[str, int] | None = None, networks: Sequence[str] = ("coarse", "fine")) -> dict:
     """Quantise both networks of a weights folder and record them in its manifest. Returns the new manifest.
+
+    ``networks``: the ones to quantise; the other keeps its INT8 copy, which must be current (its source is the
+    FP32 file of the manifest), e.g. when only the FineNet changed. The agreement is measured on the pair.
 
     ``out`` (default: the weights folder itself) receives the FP32 files and manifest too when it differs.
     ``calibration_images`` / ``check_images`` override the 300-W train draw (paths or BGR arrays);
@@ -305,10 +314,20 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
     manifest = load_manifest(weights)
     src_dir = Path(manifest.pop("_dir"))
     out_dir = Path(out) if out is not None else src_dir
+    if not networks or set(networks) - {"coarse", "fine"}:
+        raise QuantizeError(f"networks must be 'coarse', 'fine' or both, got {list(networks)}")
+    for key in {"coarse", "fine"} - set(networks):
+        kept = manifest["networks"][key].get(INT8)
+        if not kept or kept.get("source_sha256") != manifest["networks"][key]["sha256"] \
+                or not (src_dir / kept["file"]).is_file() or sha256_file(src_dir / kept["file"]) != kept["sha256"]:
+            raise QuantizeError(f"the {key} network has no current INT8 copy in {src_dir} to keep; quantise it too")
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != src_dir.resolve():
         for key in ("coarse", "fine"):
             shutil.copy2(src_dir / manifest["networks"][key]["file"], out_dir / manifest["networks"][key]["file"])
+            if key not in networks:
+                kept = manifest["networks"][key][INT8]["file"]
+                shutil.copy2(src_dir / kept, out_dir / kept)
         shutil.copy2(src_dir / "manifest.json", out_dir / "manifest.json")
     if calibration_images is None:
         calibration_images = train_images(faces, seed)
@@ -325,6 +344,9 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
         entry = manifest["networks"][key]
         fp32[key] = out_dir / entry["file"]
         int8[key] = out_dir / int8_name(entry["file"])
+        if key not in networks:
+            int8[key] = out_dir / entry[INT8]["file"]
+            continue
         used[key] = feeds if how[key] == "minmax" else feeds[:HISTOGRAM_INPUTS]
         print(f"quantising {entry['file']} ({how[key]}, {len(used[key])} calibration inputs) ...", file=sys.stderr)
         quantize_file(fp32[key], int8[key], used[key], how[key], tail[key])
@@ -341,6 +363,9 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
         calibration["command"] = command
     for key in ("coarse", "fine"):
         entry = manifest["networks"][key]
+        if key not in networks:
+            entry[INT8]["agreement"] = agree
+            continue
         entry[INT8] = {"file": int8[key].name, "sha256": sha256_file(int8[key]), "source_sha256": entry["sha256"],
                        "calibration": {**calibration, "method": how[key], "inputs": len(used[key]),
                                        "float_tail": tail[key],
@@ -359,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", choices=("auto",) + METHODS, default="auto",
                     help="activation range calibrator (auto: minmax for the CoarseNet, percentile for the FineNet)")
     ap.add_argument("--seed", type=int, default=0, help="draw of the calibration images")
+    ap.add_argument("--only", choices=("coarse", "fine"),
+                    help="quantise this network alone; the other keeps its current INT8 copy")
     ap.add_argument("--fine-float-tail", type=int, default=FLOAT_TAIL["fine"],
                     help="linear layers before the FineNet's output that stay float (its head has 4)")
     args = ap.parse_args(argv)
@@ -369,11 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         m = quantize_weights(args.weights, args.out, faces=args.faces, check=args.check, method=args.method,
                              seed=args.seed, command="python -m train.quantize " + " ".join(argv or sys.argv[1:]),
-                             float_tail={"fine": args.fine_float_tail})
+                             float_tail={"fine": args.fine_float_tail},
+                             networks=(args.only,) if args.only else ("coarse", "fine"))
     except QuantizeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for key in ("coarse", "fine"):
+    for key in (args.only,) if args.only else ("coarse", "fine"):
         q = m["networks"][key]["int8"]
         print(f"{key}: wrote {q['file']} (sha256 {q['sha256'][:16]}..., {q['calibration']['inputs']} calibration inputs)")
     a = m["networks"]["coarse"]["int8"]["agreement"]

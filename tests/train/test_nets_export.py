@@ -66,6 +66,82 @@ def test_fine_output_is_coarse_outside_mask_and_its_residual_zero_mean():
     assert abs(float((d - coarse)[mask == 1].mean())) < 1e-5  # a shape change, never a depth offset
 
 
+def test_output_filter_blurs_with_zeros_beyond_the_border():
+    """The filter is the 2-D Gaussian blur (radius ceil(3 sigma), weights summing to 1) of its input with zeros
+    outside the crop, times the gain."""
+    from train.nets import OutputFilter, gaussian_kernel
+
+    sigma, r = 1.4, 5
+    k = gaussian_kernel(sigma)
+    assert k.numel() == 2 * r + 1 and abs(float(k.sum()) - 1.0) < 1e-6
+    t = np.arange(-r, r + 1)
+    g = np.exp(-0.5 * (t / sigma) ** 2)
+    g /= g.sum()
+    x = torch.zeros(1, 1, 32, 32)
+    x[0, 0, 10, 20] = 1.0
+    x[0, 0, 1, 30] = 2.0  # near two borders: what falls outside is lost
+    want = np.zeros((32 + 2 * r, 32 + 2 * r))
+    want[10:10 + 2 * r + 1, 20:20 + 2 * r + 1] += np.outer(g, g)
+    want[1:1 + 2 * r + 1, 30:30 + 2 * r + 1] += 2.0 * np.outer(g, g)
+    with torch.no_grad():
+        got = OutputFilter(32, sigma, 1.5)(x)[0, 0].numpy()
+    np.testing.assert_allclose(got, 1.5 * want[r:-r, r:-r], atol=1e-7)
+
+
+def test_fine_output_filter_blurs_and_scales_the_change():
+    """With ``out_blur_px`` / ``out_gain`` the change is ``gain * blur(change)``, masked, made zero-mean; the
+    identity filter leaves the FineNet as it was; the filter is no parameter (state dicts stay compatible)."""
+    from train.nets import FineNet, OutputFilter
+
+    plain_cfg = tiny_variant()
+    cfg = dataclasses.replace(plain_cfg, fine=dataclasses.replace(plain_cfg.fine, out_blur_px=1.0, out_gain=1.7))
+    plain, filtered = FineNet(plain_cfg).eval(), FineNet(cfg).eval()
+    randomise(plain)
+    filtered.load_state_dict(plain.state_dict())
+    image, coarse = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32) * 10
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 6:26, 8:24] = 1
+    with torch.no_grad():
+        delta, _ = plain.change(image, coarse, mask)
+        base, out = plain(image, coarse, mask), filtered(image, coarse, mask)
+    zm = delta - delta.sum(dim=(2, 3), keepdim=True) / mask.sum(dim=(2, 3), keepdim=True) * mask
+    assert torch.allclose(base, coarse + zm, atol=1e-5)
+    with torch.no_grad():
+        want = OutputFilter(32, 1.0, 1.7)(delta) * mask
+    want = want - want.sum(dim=(2, 3), keepdim=True) / mask.sum(dim=(2, 3), keepdim=True) * mask
+    assert torch.allclose(out, coarse + want, atol=1e-5)
+    assert torch.equal(out[mask == 0], coarse[mask == 0])
+    # smoother than the unfiltered change inside the mask: smaller second differences per unit of gain
+    lap = lambda d: (d[..., 8:24, 11:23] + d[..., 8:24, 9:21] - 2 * d[..., 8:24, 10:22]).abs().mean()
+    assert float(lap(out - coarse)) / 1.7 < 0.5 * float(lap(base - coarse))
+    with torch.no_grad():
+        flat = filtered(torch.full((1, 3, 32, 32), 0.5), torch.full((1, 1, 32, 32), 20.0), mask[:1])
+    assert torch.isfinite(flat).all() and abs(float((flat - 20.0)[mask[:1] == 1].mean())) < 1e-5
+    filtered.out_filter.set(0.0, 1.0)
+    with torch.no_grad():
+        assert torch.equal(filtered(image, coarse, mask), base)
+    with pytest.raises(ValueError, match="blur_px"):
+        filtered.out_filter.set(-1.0, 1.0)
+
+
+def test_export_parity_with_the_output_filter(tmp_path, face_model):
+    """The filter's MatMuls export; ONNX Runtime matches torch, and the INT8 float tail does not count them."""
+    from train.export import export
+    from train.nets import CoarseNet, FineNet
+    from train.quantize import float_nodes
+
+    base = tiny_variant()
+    cfg = dataclasses.replace(base, fine=dataclasses.replace(base.fine, out_blur_px=1.4, out_gain=1.5))
+    c, f = CoarseNet(cfg), FineNet(cfg)
+    randomise(c)
+    randomise(f)
+    m = export(cfg, c, f, tmp_path, face_model.hash, {"status": "untrained"}, tol=1e-4, storage="float32")
+    assert m["networks"]["fine"]["parity_max_abs_diff"] < 1e-3
+    tail = float_nodes(str(tmp_path / "fine_s.onnx"), tail=2)
+    assert sorted(n for n in tail if "Conv" in n) == ["/head/head.5/Conv", "/head/head.7/Conv"]
+    assert sum(n.startswith("/out_filter/MatMul") for n in tail) == 2
+
+
 def flow_variant(max_flow_px: float = 6.0):
     base = tiny_variant()
     return dataclasses.replace(base, fine=dataclasses.replace(base.fine, max_flow_px=max_flow_px, flow_widths=(4, 8)))
@@ -267,3 +343,30 @@ def test_export_ships_the_other_network_unchanged(tmp_path, face_model):
     assert second["networks"]["fine"]["sha256"] != first["networks"]["fine"]["sha256"]
     assert second["training"]["coarse"] == {"from": str(tmp_path / "a"), "sha256": first["networks"]["coarse"]["sha256"],
                                             "training": {"status": "trained", "step": 1}}
+    assert "int8" not in second["networks"]["coarse"]
+
+
+def test_export_carries_the_current_int8_copy_of_the_kept_network(tmp_path, face_model):
+    """With ``coarse_from``, a current INT8 copy of that CoarseNet ships beside it (a stale one does not)."""
+    from rtface.assets import sha256_file
+    from train.export import export
+    from train.nets import CoarseNet, FineNet
+
+    cfg = tiny_variant()
+    c, f = CoarseNet(cfg), FineNet(cfg)
+    randomise(c)
+    first = export(cfg, c, f, tmp_path / "a", face_model.hash, {"status": "trained"}, storage="float32")
+    (tmp_path / "a" / "coarse_s.int8.onnx").write_bytes(b"int8 stand-in")  # only copied, never loaded here
+    q = {"file": "coarse_s.int8.onnx", "sha256": sha256_file(tmp_path / "a" / "coarse_s.int8.onnx"),
+         "source_sha256": first["networks"]["coarse"]["sha256"], "calibration": {"method": "minmax"}}
+    first["networks"]["coarse"]["int8"] = q
+    (tmp_path / "a" / "manifest.json").write_text(json.dumps(first))
+    second = export(cfg, None, f, tmp_path / "b", face_model.hash, {"status": "trained"},
+                    coarse_from=tmp_path / "a", storage="float32")
+    assert second["networks"]["coarse"]["int8"] == q and "int8" not in second["networks"]["fine"]
+    assert (tmp_path / "b" / "coarse_s.int8.onnx").read_bytes() == b"int8 stand-in"
+    first["networks"]["coarse"]["int8"]["source_sha256"] = "0" * 64
+    (tmp_path / "a" / "manifest.json").write_text(json.dumps(first))
+    third = export(cfg, None, f, tmp_path / "c", face_model.hash, {"status": "trained"},
+                   coarse_from=tmp_path / "a", storage="float32")
+    assert "int8" not in third["networks"]["coarse"] and not (tmp_path / "c" / "coarse_s.int8.onnx").exists()

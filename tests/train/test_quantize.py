@@ -3,8 +3,9 @@
 The shipped weights are quantised once per session with a small real calibration set (8 faces of 300-W train,
 two pipeline passes each), which takes a few seconds; the agreement is measured on 6 further faces.
 Tolerances (crop side 128 px): INT8 landmarks within 1 px of FP32 on average (measured 0.2 px), FineNet depth
-within 0.12 px (measured 0.088 px: the Percentile ranges at 99.5 % clip the rarest activations, which costs
-some agreement with FP32 and keeps more of the detail against the ground truth, ``python -m benchmarks int8``),
+within 0.15 px (measured 0.122 px: the Percentile ranges at 99.5 % clip the rarest activations, which costs
+some agreement with FP32 and keeps more of the detail against the ground truth, ``python -m benchmarks int8``;
+and the FineNet's output gain of 1.5 scales its trunk's rounding with its change: 0.088 px without it),
 both from the same recorded inputs.
 """
 
@@ -21,7 +22,7 @@ from tests.conftest import shared
 pytest.importorskip("onnx", reason="quantisation needs the onnx package (the train or dev extra)")
 
 LANDMARK_TOL_PX = 1.0
-DEPTH_TOL_PX = 0.12
+DEPTH_TOL_PX = 0.15
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,29 @@ def test_every_convolution_runs_as_an_integer_kernel(int8_weights, tmp_path):
                              disabled_optimizers=list(QDQ_DISABLED_OPTIMIZERS))
         ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
         assert ops.count("QLinearConv") >= 10 and ops.count("Conv") <= FLOAT_TAIL[key], key
+
+
+def test_quantize_one_network_keeps_the_other_int8_copy(int8_weights, tmp_path):
+    """``networks=("fine",)``: the CoarseNet's current INT8 file and entry stay; without a current one, refused."""
+    from rtface.assets import sha256_file
+    from train.quantize import QuantizeError, quantize_weights, train_images
+
+    out, first = int8_weights
+    second = quantize_weights(out, tmp_path / "fine_only", calibration_images=train_images(4, seed=2),
+                              check_images=train_images(3, seed=2, skip=4), networks=("fine",))
+    kept, new = second["networks"]["coarse"]["int8"], second["networks"]["fine"]["int8"]
+    assert {k: v for k, v in kept.items() if k != "agreement"} == \
+        {k: v for k, v in first["networks"]["coarse"]["int8"].items() if k != "agreement"}
+    assert sha256_file(tmp_path / "fine_only" / kept["file"]) == kept["sha256"]
+    assert new["calibration"]["faces"] == 4 and kept["agreement"] == new["agreement"]
+    assert new["agreement"]["fine_inputs"] >= 3
+    plain = tmp_path / "plain"
+    shutil.copytree(out, plain)
+    m = json.loads((plain / "manifest.json").read_text())
+    m["networks"]["coarse"]["int8"]["source_sha256"] = "0" * 64
+    (plain / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(QuantizeError, match="no current INT8 copy"):
+        quantize_weights(plain, calibration_images=train_images(2, seed=2), check_images=[], networks=("fine",))
 
 
 def test_stale_or_missing_int8(int8_weights, tmp_path):

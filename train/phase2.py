@@ -301,6 +301,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--w-smooth", type=float)
     ap.add_argument("--w-landmark", type=float)
     ap.add_argument("--sh-order", type=int, choices=[1, 2])
+    ap.add_argument("--albedo-sigma-space", type=float,
+                    help="spatial sigma (crop px) of the albedo's bilateral smoothing (default 2: LightingConfig)")
+    ap.add_argument("--albedo-radius", type=int, help="radius (crop px) of that bilateral filter (default 3)")
     ap.add_argument("--w-synth-detail", type=float, default=50.0,
                     help="weight of the phase-1 FineNet loss on synthetic faces with known detail, one synthetic "
                          "batch per step (default 50: the released weights, chosen by the sweep in the README; "
@@ -330,7 +333,9 @@ def _weights(args) -> tuple[Phase2Weights, LightingConfig]:
     w = Phase2Weights()
     over = {"sfs": args.w_sfs, "fidelity": args.w_fidelity, "smooth": args.w_smooth, "landmark": args.w_landmark}
     w = replace(w, **{k: v for k, v in over.items() if v is not None})
-    lc = LightingConfig() if args.sh_order is None else replace(LightingConfig(), sh_order=args.sh_order)
+    over = {"sh_order": args.sh_order, "bilateral_sigma_space": args.albedo_sigma_space,
+            "bilateral_radius": args.albedo_radius}
+    lc = replace(LightingConfig(), **{k: v for k, v in over.items() if v is not None})
     return w, lc
 
 

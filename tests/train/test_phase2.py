@@ -88,7 +88,7 @@ def test_compare_freeze_runs_both_settings_on_the_same_batches(face_model, faces
     init = Phase2(tiny_config(), face_model, total_steps=1).state()
     args = argparse.Namespace(steps=2, batch_size=2, seed=0, lr=1e-3, coarse_lr_ratio=0.1, device="cpu",
                               w_sfs=None, w_fidelity=None, w_smooth=None, w_landmark=None, sh_order=None,
-                              w_synth_detail=10.0)
+                              albedo_sigma_space=None, albedo_radius=None, w_synth_detail=10.0)
     result = compare_freeze(args, tiny_config(), face_model, init, faces, tmp_path)
     saved = json.loads((tmp_path / "compare_freeze.json").read_text())
     assert saved["w_synth_detail"] == 10.0 and saved["steps"] == 2
@@ -115,3 +115,17 @@ def test_synth_predicted_replaces_the_init_share_and_a_resumed_run_keeps_its_own
     assert cfg.train.fine_predicted_prob == 0.25 and cfg.fine == tiny_config().fine
     resumed = Phase2(cfg, face_model, total_steps=1).state()
     assert run_config(resumed, None, 0.9).train.fine_predicted_prob == 0.25
+
+
+def test_albedo_smoothing_options_reach_the_lighting_config():
+    """``--albedo-sigma-space`` / ``--albedo-radius`` set the albedo's bilateral filter; unset, the defaults stay."""
+    from train.losses import LightingConfig
+    from train.phase2 import _weights, parse_args
+
+    base = ["--steps", "10", "--out", "x", "--init", "y.pt"]
+    _, lc = _weights(parse_args(base))
+    assert lc == LightingConfig()
+    w, lc = _weights(parse_args(base + ["--albedo-sigma-space", "6", "--albedo-radius", "9", "--w-fidelity", "0.01",
+                                        "--sh-order", "2"]))
+    assert (lc.bilateral_sigma_space, lc.bilateral_radius, lc.sh_order) == (6.0, 9, 2) and w.fidelity == 0.01
+    assert lc.bilateral_sigma_range == LightingConfig().bilateral_sigma_range

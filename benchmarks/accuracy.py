@@ -111,9 +111,12 @@ def evaluate(nets, model, faces: int, chunk: int = 16, detail_mm: tuple[float, f
 
 
 def detail_evaluation(nets, model, faces: int, seed: int = 0, refine: bool = True, chunk: int = 16,
-                      refine_config=None) -> dict:
+                      refine_config=None, sets: dict | None = None) -> dict:
     """Detail recovered / spurious relief of the FineNet (and the refinement, with ``refine_config``: a
-    :class:`rtface.refine.RefineConfig`, default its defaults) on the held-out detail sets."""
+    :class:`rtface.refine.RefineConfig`, default its defaults) on the held-out detail sets.
+
+    ``sets``: a dict kept by a caller that evaluates several networks with one face model; the rendered sets
+    (most of the time here) are stored in it and reused."""
     from rtface.refine import refine_depth
 
     from . import detailsets
@@ -127,7 +130,12 @@ def detail_evaluation(nets, model, faces: int, seed: int = 0, refine: bool = Tru
         t_ref = 0.0
         for i0 in range(0, faces, chunk):
             n = min(chunk, faces - i0)
-            b = detailsets.make_set(model, kind, n, size=nets.size, seed=seed, start=i0)
+            key = (kind, nets.size, seed, i0, n)
+            b = sets.get(key) if sets is not None else None
+            if b is None:
+                b = detailsets.make_set(model, kind, n, size=nets.size, seed=seed, start=i0)
+                if sets is not None:
+                    sets[key] = b
             res = run_networks(nets, model, b["image"])
             # "true": the pipeline's rasterisation of the true mesh (a perfect CoarseNet); the truth it is
             # measured against is the smooth face (+ detail), which the mesh's facets miss by a little

@@ -105,9 +105,10 @@ def load_manifest(directory: str | os.PathLike | None = None, *, verify: bool = 
     return manifest
 
 
-def int8_status(manifest: dict) -> str | None:
-    """None when both networks of a loaded manifest have a usable INT8 file; else why not (for messages)."""
-    for key in ("coarse", "fine"):
+def int8_status(manifest: dict, networks: tuple[str, ...] = ("coarse", "fine")) -> str | None:
+    """None when the ``networks`` of a loaded manifest (default both) have a usable INT8 file; else why not (for
+    messages). :func:`load_manifest` has already checked that the files listed exist and match their checksums."""
+    for key in networks:
         entry = manifest["networks"][key]
         q = entry.get(INT8)
         if q is None:

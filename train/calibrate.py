@@ -75,11 +75,11 @@ def evaluate(nets: _Nets, model, pairs: list[tuple[float, float]], faces: int, s
     """Detail recovered (predicted / true coarse), spurious relief and SfS of every (blur, gain) pair."""
     from benchmarks.accuracy import detail_evaluation
 
-    rows = []
+    rows, sets = [], {}
     for blur, gain in pairs:
         t0 = time.perf_counter()
         nets.fine.set(blur, gain)
-        r = detail_evaluation(nets, model, faces, seed=seed, refine=False)
+        r = detail_evaluation(nets, model, faces, seed=seed, refine=False, sets=sets)
         d, a = r["detail"], r["albedo"]
         rows.append({"blur_px": blur, "gain": gain, "recovered_pred": d["fine_pred_recovered"],
                      "recovered_true": d["fine_true_recovered"], "relief_true": a["fine_true_ratio"],
@@ -145,13 +145,11 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        ckpt = load_checkpoint(args.checkpoint)
+        model = FaceModel.load()
+        ckpt = load_checkpoint(args.checkpoint, face_model_hash=model.hash)
         if "fine" not in ckpt:
             raise CheckpointError(f"{args.checkpoint} has no FineNet (a CoarseNet-only checkpoint)")
         cfg, _, fine = nets_from_checkpoint(ckpt, args.checkpoint)
-        model = FaceModel.load()
-        if ckpt.get("face_model_hash") != model.hash:
-            raise CheckpointError(f"{args.checkpoint} was trained with another face model than the loaded one")
         onnx_nets = load_networks(args.weights, backend="cpu", precision="fp32", face_model_hash=model.hash)
     except (CheckpointError, AssetError) as exc:
         print(f"error: {exc}", file=sys.stderr)

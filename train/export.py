@@ -135,14 +135,14 @@ def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, o
     for key, net, names, outputs, source in (("coarse", coarse, COARSE_INPUTS, COARSE_OUTPUTS, coarse_from),
                                              ("fine", fine, FINE_INPUTS, FINE_OUTPUTS, fine_from)):
         if net is None:
-            from rtface.networks import load_manifest
+            from rtface.networks import int8_status, load_manifest
 
             prev = load_manifest(source)
             entry = prev["networks"][key]
             data[key] = (Path(prev["_dir"]) / entry["file"]).read_bytes()
             diffs[key] = entry.get("parity_max_abs_diff")
-            q = entry.get("int8")
-            if q and q.get("source_sha256") == entry["sha256"] and (Path(prev["_dir"]) / q["file"]).is_file():
+            if int8_status(prev, (key,)) is None:
+                q = entry["int8"]
                 kept_int8[key] = (q, (Path(prev["_dir"]) / q["file"]).read_bytes())
             record = {k: v for k, v in prev.get("training", {}).items() if k not in ("coarse", "fine")}
             training = {**training, key: {"from": str(source), "sha256": entry["sha256"], "training": record}}
@@ -165,7 +165,7 @@ def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, o
         networks[key] = {"file": files[key], "sha256": sha256_file(path), "parity_max_abs_diff": diffs[key]}
         if half_diffs.get(key) is not None:
             networks[key]["storage"] = {"weights": "float16", "parity_max_abs_diff": half_diffs[key]}
-        if key in kept_int8 and networks[key]["sha256"] == kept_int8[key][0]["source_sha256"]:
+        if key in kept_int8:  # shipped unchanged from the folder it was quantised in
             q, q_data = kept_int8[key]
             write_atomic(out_dir / q["file"], q_data)
             networks[key]["int8"] = q

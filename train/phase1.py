@@ -58,7 +58,7 @@ import torch  # noqa: E402
 from .config import VariantConfig, from_dict, get_variant, with_train  # noqa: E402
 from .data import BatchStream, to_tensors  # noqa: E402
 from .geometry import TorchFaceModel, project  # noqa: E402
-from .nets import CoarseNet, FineNet  # noqa: E402
+from .nets import CoarseNet, FineNet, gaussian_kernel  # noqa: E402
 from .render_layer import RenderLayer  # noqa: E402
 from .runloop import RunClock, start_run, stop_on_sigterm  # noqa: E402
 
@@ -142,9 +142,8 @@ def highpass(x: torch.Tensor, valid: torch.Tensor, sigma_px: float) -> torch.Ten
     high-pass, ``benchmarks.detailsets.highpass``, about 3 px at S = 128)."""
     import torch.nn.functional as F
 
-    r = int(math.ceil(3 * sigma_px))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) / sigma_px) ** 2)
-    k = k / k.sum()
+    k = gaussian_kernel(sigma_px).to(x)
+    r = k.numel() // 2
     kx, ky = k.view(1, 1, 1, -1), k.view(1, 1, -1, 1)
 
     def blur(a):

@@ -309,18 +309,17 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
     ``float_tail`` the float output end of a network (default :data:`FLOAT_TAIL`).
     """
     from rtface.face_model import FaceModel
-    from rtface.networks import INT8, load_manifest
+    from rtface.networks import INT8, int8_status, load_manifest
 
     manifest = load_manifest(weights)
     src_dir = Path(manifest.pop("_dir"))
     out_dir = Path(out) if out is not None else src_dir
     if not networks or set(networks) - {"coarse", "fine"}:
         raise QuantizeError(f"networks must be 'coarse', 'fine' or both, got {list(networks)}")
-    for key in {"coarse", "fine"} - set(networks):
-        kept = manifest["networks"][key].get(INT8)
-        if not kept or kept.get("source_sha256") != manifest["networks"][key]["sha256"] \
-                or not (src_dir / kept["file"]).is_file() or sha256_file(src_dir / kept["file"]) != kept["sha256"]:
-            raise QuantizeError(f"the {key} network has no current INT8 copy in {src_dir} to keep; quantise it too")
+    kept = tuple(k for k in ("coarse", "fine") if k not in networks)
+    why = int8_status(manifest, kept) if kept else None
+    if why is not None:
+        raise QuantizeError(f"no current INT8 copy to keep ({why}); quantise both networks")
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != src_dir.resolve():
         for key in ("coarse", "fine"):

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.train.test_average import checkpoint, tiny_cfg  # noqa: E402
+from tests.train.test_average import checkpoint  # noqa: E402
 
 
 def row(blur, gain, recovered, relief):
@@ -70,7 +70,7 @@ def test_torch_fine_runs_like_the_network_and_computes_the_change_once():
     assert runs == [1, 0, 0]
 
 
-def test_cli_refuses_the_test_seed_and_a_checkpoint_without_a_finenet(tmp_path, capsys):
+def test_cli_refuses_the_test_seed_and_a_checkpoint_without_a_finenet(tmp_path, capsys, face_model):
     from train.calibrate import main
     from train.phase1 import save_checkpoint
 
@@ -78,6 +78,7 @@ def test_cli_refuses_the_test_seed_and_a_checkpoint_without_a_finenet(tmp_path, 
         main(["--checkpoint", "x.pt", "--out", "y.pt", "--seed", "0"])
     assert exc.value.code == 2 and "test seed" in capsys.readouterr().err
     ckpt = checkpoint(1)
+    ckpt["face_model_hash"] = face_model.hash
     del ckpt["fine"]
     save_checkpoint(ckpt, tmp_path / "coarse_only.pt")
     assert main(["--checkpoint", str(tmp_path / "coarse_only.pt"), "--out", str(tmp_path / "y.pt")]) == 2

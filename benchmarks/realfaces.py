@@ -1,7 +1,7 @@
 """Real-face accuracy of the shipped weights: shape-from-shading error (coarse vs fine) and 68-landmark NME.
 
 ``python -m benchmarks.realfaces [--weights DIR] [--set utk|300w|both] [--faces N] [--limit N] [--no-refine]
-[--json PATH]``
+[--landmark-fit] [--json PATH]``
 
 Held-out real faces (``--set``): ``utk`` the UTKFace held-out split (below), ``300w`` the 554 images of
 ``<assets>/faces-300w/test`` (300-W common test set, never trained on: training uses ``faces-300w/train``),
@@ -18,6 +18,10 @@ skin region of the predicted landmarks (``benchmarks.detailsets.face_region``), 
 * **albedo estimated**: lighting and albedo estimated once from the coarse depth by the refinement's
   method (``rtface.refine.lighting_albedo``: robust lighting from the coarse normals, edge-aware albedo),
   then held fixed for every depth.
+
+``--landmark-fit`` (300-W): the real-face reference surface, the face model fitted to each face's 68 annotated
+landmarks (``train.labeled``) and rendered in the same crop (:func:`landmark_fit_depths`), and the FineNet run
+on it; its constant-albedo residual beside the others, every row then on the pixels both surfaces cover.
 
 * **SfS photometric error** on the held-out UTKFace crops (``train/realdata.py``: 5 % by file-name hash,
   never trained on), run like the pipeline: CoarseNet (feedback zero) -> 3DMM mesh -> project -> rasterise
@@ -133,10 +137,12 @@ def normalised_residuals(crops_bgr: np.ndarray, res: dict[str, np.ndarray], dept
     return out
 
 
-def load_300w_test(size: int, limit: int | None = None) -> tuple[np.ndarray, list[str], int]:
+def load_300w_test(size: int, limit: int | None = None
+                   ) -> tuple[np.ndarray, list[str], int, np.ndarray]:
     """The 300-W test images (``<assets>/faces-300w/test``) detected and cropped like the pipeline.
 
-    Returns crops (N, S, S, 3) uint8 BGR, their names and the number of images without a detection."""
+    Returns crops (N, S, S, 3) uint8 BGR, their names, the number of images without a detection and the
+    crops' transforms (N, 2, 3) image px -> crop px."""
     import cv2
 
     from rtface.assets import data_path
@@ -149,21 +155,50 @@ def load_300w_test(size: int, limit: int | None = None) -> tuple[np.ndarray, lis
     if not files:
         raise FileNotFoundError(f"no test images in {folder}: set RTFACE_ASSETS to a folder with faces-300w/test")
     det = Detector()
-    crops, names, missed = [], [], 0
+    crops, names, affines, missed = [], [], [], 0
     for f in files:
         img = cv2.imread(str(f), cv2.IMREAD_COLOR)
         d = det(img) if img is not None else None
         if d is None:
             missed += 1
             continue
-        crops.append(warp_to_crop(img, crop_from_five(d[2], size), size))
+        affines.append(crop_from_five(d[2], size))
+        crops.append(warp_to_crop(img, affines[-1], size))
         names.append(f.stem)
-    return np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8), names, missed
+    if not crops:
+        return np.zeros((0, size, size, 3), np.uint8), names, missed, np.zeros((0, 2, 3))
+    return np.stack(crops), names, missed, np.stack(affines)
 
 
-def measure_set(nets, model, crops: np.ndarray, chunk: int, refine: bool, refine_config=None) -> dict:
+def landmark_fit_depths(model, lab, names: list[str], affines: np.ndarray, size: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (N, S, S) crop px and mask (N, S, S) bool of the face model fitted to each face's 68 annotated
+    landmarks (``lab``: a :class:`train.labeled.Labeled` set holding ``names``; its fits are in image px),
+    seen in the crops ``affines`` (N, 2, 3) image px -> crop px and rasterised like the pipeline's fit.
+
+    The real-face reference of the detail benchmarks' "true surface": a coarse surface placed where the
+    annotators put the face (the fit's box-NME is about 1.5 % on 300-W, the CoarseNet's about 2.8 %), with
+    the shape the model gives those points. A name missing from ``lab`` raises ``KeyError``."""
+    from rtface.camera import Pose
+    from rtface.render.fit import render_fit
+
+    where = {str(n): i for i, n in enumerate(lab.names)}
+    idx = np.array([where[n] for n in names], dtype=np.int64)
+    poses = np.stack([Pose.from_vector(lab.pose[i].astype(np.float64)).transformed(a).to_vector()
+                      for i, a in zip(idx, affines)]) if len(idx) else np.zeros((0, 6))
+    _, r = render_fit(model, lab.identity[idx], lab.expression[idx], poses, size)
+    return np.asarray(r.depth, np.float32), np.asarray(r.mask, bool)
+
+
+def measure_set(nets, model, crops: np.ndarray, chunk: int, refine: bool, refine_config=None,
+                reference: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """All real-face SfS figures of one set of crops (N, S, S, 3) BGR (``refine_config``: a
-    :class:`rtface.refine.RefineConfig` for the refinement and the albedo-estimated residual)."""
+    :class:`rtface.refine.RefineConfig` for the refinement and the albedo-estimated residual).
+
+    ``reference``: (depth, mask) (N, S, S) of another coarse surface of the same crops (the landmark fit,
+    :func:`landmark_fit_depths`). It adds the constant-albedo residual of that surface (``const_fit``) and of
+    the FineNet run on it (``const_fit_fine``), and every residual is then measured where both surfaces
+    cover the face."""
     from rtface.refine import refine_depth
 
     t0 = time.perf_counter()
@@ -177,22 +212,35 @@ def measure_set(nets, model, crops: np.ndarray, chunk: int, refine: bool, refine
             t1 = time.perf_counter()
             depths["refine"] = refine_depth(c, res["coarse_depth"], res["mask"], refine_config)
             t_ref += time.perf_counter() - t1
-        per = normalised_residuals(c, res, depths, refine_config)
-        co, fi, npx = sfs_errors(res)
+        both = res
+        if reference is not None:
+            z, m = reference[0][i:i + chunk], reference[1][i:i + chunk]
+            both = dict(res, mask=res["mask"] & m)
+            extra = {"fit": z, "fit_fine": nets.fine.run(res["image"], z.astype(np.float32), m.astype(np.float32))}
+            per = normalised_residuals(c, both, extra, albedo=False)
+            for k in ("const_fit", "const_fit_fine"):
+                cols.setdefault(k, []).append(np.asarray(per[k], np.float64))
+        per = normalised_residuals(c, both, depths, refine_config)
+        co, fi, npx = sfs_errors(both)
         per |= {"loss_coarse": co, "loss_fine": fi, "loss_pixels": npx}
         if refine:
-            per["loss_refine"] = sfs_errors({**res, "fine_depth": depths["refine"]})[1]
+            per["loss_refine"] = sfs_errors({**both, "fine_depth": depths["refine"]})[1]
         for k, v in per.items():
             cols.setdefault(k, []).append(np.asarray(v, np.float64))
     col = {k: np.concatenate(v) for k, v in cols.items()}
     ok = (col["pixels"] >= 50) & (col["loss_pixels"] >= 50)
+    if reference is not None:
+        ok &= np.isfinite(col["const_fit"]) & np.isfinite(col["const_fit_fine"])
     out: dict = {"faces": int(ok.sum()), "faces_skipped": int((~ok).sum()),
                  "seconds": round(time.perf_counter() - t0, 1)}
     names = ("coarse", "fine") + (("refine",) if refine else ())
-    for kind in ("const", "albedo", "loss"):
-        for name in names:
+    rows = [(kind, names) for kind in ("const", "albedo", "loss")]
+    if reference is not None:
+        rows[0] = ("const", names + ("fit", "fit_fine"))
+    for kind, kind_names in rows:
+        for name in kind_names:
             out[f"{kind}_{name}"] = float(np.mean(col[f"{kind}_{name}"][ok])) if ok.any() else None
-        for name in names[1:]:
+        for name in kind_names[1:]:
             c, f = out[f"{kind}_coarse"], out[f"{kind}_{name}"]
             out[f"{kind}_{name}_gain"] = (1.0 - f / c) if c else None
             out[f"{kind}_{name}_better_frac"] = float((col[f"{kind}_{name}"][ok] < col[f"{kind}_coarse"][ok]).mean()) \
@@ -215,6 +263,11 @@ def print_set(title: str, r: dict) -> None:
         for nm in names:
             row += f" {r[f'{kind}_{nm}']:8.4f} ({-r[f'{kind}_{nm}_gain'] * 100:+6.1f}%)"
         print(row)
+    if "const_fit" in r:
+        for nm, label in (("fit", "landmark fit, constant albedo"), ("fit_fine", "... with the FineNet on it")):
+            print(f"  {label:36s} {'':8s} {r[f'const_{nm}']:8.4f} ({-r[f'const_{nm}_gain'] * 100:+6.1f}%)")
+        print("  (landmark fit: the face model fitted to the 68 annotated points, rendered in the same crop; all rows "
+              "on the pixels both surfaces cover)")
     print("  (in brackets: change from the coarse depth; negative = lower residual; target fine <= -15 %)")
     if refine:
         print(f"  refinement: {r['refine_ms_per_face']:.1f} ms per face (CPU, while measuring)")
@@ -258,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="refinement settings other than rtface.refine.RefineConfig's defaults (S = 128 units)")
     ap.add_argument("--limit", type=int, default=None,
                     help="preprocess only the first N images (UTK archive / 300-W test folder)")
+    ap.add_argument("--landmark-fit", action="store_true",
+                    help="300-W: also the face model fitted to the annotated landmarks (train.labeled, its cache built "
+                         "on first use, about a minute) and the FineNet run on it")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--json", help="write the results here")
@@ -287,10 +343,16 @@ def main(argv: list[str] | None = None) -> int:
         result["sfs"] = measure_set(nets, model, np.asarray(faces.crops[idx]), args.chunk, not args.no_refine, cfg)
         result["sfs"]["split"] = "UTKFace heldout (5 % by name hash)"
     if args.set in ("300w", "both"):
-        crops, _, missed = load_300w_test(s, args.limit)
+        crops, names, missed, affines = load_300w_test(s, args.limit)
         if args.faces:
-            crops = crops[:args.faces]
-        result["sfs_300w"] = measure_set(nets, model, crops, args.chunk, not args.no_refine, cfg)
+            crops, names, affines = crops[:args.faces], names[:args.faces], affines[:args.faces]
+        reference = None
+        if args.landmark_fit:
+            from train import labeled
+
+            reference = landmark_fit_depths(model, labeled.load("300w-test"), names,
+                                            affines, s)
+        result["sfs_300w"] = measure_set(nets, model, crops, args.chunk, not args.no_refine, cfg, reference)
         result["sfs_300w"] |= {"split": "faces-300w/test", "no_detection": missed}
 
     img = data_path("faces-labeled/image_0010.png")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.train.conftest import GOOD
+from tests.conftest import GOOD
 
 
 def test_bad_inputs_are_skipped_and_counted(tiny_set):

@@ -1,4 +1,4 @@
-"""Entry point of rtface's benchmarks: ``python -m benchmarks [raster|accuracy|realfaces|fps|all] [options]``.
+"""Entry point of rtface's benchmarks: ``python -m benchmarks [raster|accuracy|realfaces|landmarks|fps|int8|feedback|refit|all] [options]``.
 
 Each benchmark prints a table, names the machine, and writes JSON with ``--json PATH``.
 """
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "fps": "end-to-end FPS (decode included) and ms per stage on any video, beside MediaPipe where installed",
     "int8": "FP32 vs INT8 networks: latency, 300-W landmark NME, synthetic detail error",
     "feedback": "CoarseNet feedback on vs off: 300-W landmark NME and landmark jitter on video",
+    "refit": "what the real-face shading residual rewards: the face model's depth refitted to it, and its depth error",
 }
 
 

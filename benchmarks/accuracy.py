@@ -97,8 +97,8 @@ def evaluate(nets, model, faces: int, chunk: int = 16, detail_mm: tuple[float, f
             m = gt_mask[i] & r.mask[i]
             per["coverage"].append(m.sum() / max(1, gt_mask[i].sum()))
             g = gt_depth[i][m]
-            per["depth_coarse_mm"].append(_shape_error(r.depth[i][m], g) * mm[i] if m.any() else np.nan)
-            per["depth_fine_mm"].append(_shape_error(fine[i][m], g) * mm[i] if m.any() else np.nan)
+            per["depth_coarse_mm"].append(shape_error(r.depth[i][m], g) * mm[i] if m.any() else np.nan)
+            per["depth_fine_mm"].append(shape_error(fine[i][m], g) * mm[i] if m.any() else np.nan)
             gm = gt_mask[i]
             per["oracle_coarse_mm"].append(np.abs(b["coarse_depth"][i][gm] - gt_depth[i][gm]).mean() * mm[i])
             per["oracle_fine_mm"].append(np.abs(oracle_fine[i][gm] - gt_depth[i][gm]).mean() * mm[i])
@@ -212,7 +212,7 @@ def print_detail(d: dict) -> None:
         print(f"  refinement: {d['detail']['refine_ms_per_face']:.1f} ms per face (CPU, while measuring)")
 
 
-def _shape_error(pred: np.ndarray, gt: np.ndarray) -> float:
+def shape_error(pred: np.ndarray, gt: np.ndarray) -> float:
     """Mean |pred - gt| after removing each one's mean (depth up to a constant)."""
     return float(np.abs((pred - pred.mean()) - (gt - gt.mean())).mean())
 

@@ -350,8 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.landmark_fit:
             from train import labeled
 
-            reference = landmark_fit_depths(model, labeled.load("300w-test"), names,
-                                            affines, s)
+            reference = landmark_fit_depths(model, labeled.load("300w-test"), names, affines, s)
         result["sfs_300w"] = measure_set(nets, model, crops, args.chunk, not args.no_refine, cfg, reference)
         result["sfs_300w"] |= {"split": "faces-300w/test", "no_detection": missed}
 

@@ -114,20 +114,16 @@ def refit_depths(model, crops_bgr: np.ndarray, res: dict, prior: float) -> np.nd
     return out
 
 
-def _depth_error_mm(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, mm_per_px: float) -> float:
-    p, g = pred[mask].astype(np.float64), truth[mask].astype(np.float64)
-    return float(np.abs((p - p.mean()) - (g - g.mean())).mean() * mm_per_px)
-
-
 def measure(nets, model, priors: list[float], faces: int, detail_faces: int, detail_seed: int,
             chunk: int = 16) -> dict:
     """The figures of the module docstring, one entry per prior."""
     from . import detailsets
+    from .accuracy import shape_error
     from .realfaces import load_300w_test, normalised_residuals, run_networks
 
     out: dict = {"priors": priors, "faces_300w": 0, "detail_faces": detail_faces, "detail_seed": detail_seed,
                  "rows": {}}
-    crops = load_300w_test(nets.size, faces)[0][:faces] if faces else np.zeros((0,))
+    crops = load_300w_test(nets.size, faces)[0] if faces else np.zeros((0,))
     out["faces_300w"] = len(crops)
     sets = {kind: [detailsets.make_set(model, kind, min(chunk, detail_faces - i0), size=nets.size, seed=detail_seed,
                                        start=i0) for i0 in range(0, detail_faces, chunk)] for kind in detailsets.KINDS}
@@ -158,7 +154,7 @@ def measure(nets, model, priors: list[float], faces: int, detail_faces: int, det
                     mm = float(b["mm_per_px"][i])
                     for k, d in depths.items():
                         acc.setdefault(f"depth_{k}_mm", []).append(
-                            [_depth_error_mm(d[i], b["depth"][i], both["mask"][i], mm)])
+                            [shape_error(d[i][both["mask"][i]], b["depth"][i][both["mask"][i]]) * mm])
                         acc.setdefault(f"highpass_{k}_mm", []).append([detailsets.highpass_error(
                             d[i], b["depth"][i], b["mask"][i], mm, res["mask"][i], b["landmarks"][i],
                             b["coarse_depth"][i], res["coarse_depth"][i])])

@@ -63,7 +63,8 @@ def read_pts(path: str | os.PathLike) -> np.ndarray:
 
 
 def run_networks(nets, model, crops_bgr: np.ndarray) -> dict[str, np.ndarray]:
-    """The pipeline's chain on crops (N, S, S, 3) BGR: coarse outputs, vertices, depth maps, mask."""
+    """The pipeline's chain on crops (N, S, S, 3) BGR: coarse outputs, vertices, depth maps, mask and the fit's
+    :class:`rtface.render.Raster` (``raster``)."""
     from rtface.networks import preprocess
     from rtface.render.fit import render_fit
 
@@ -73,7 +74,7 @@ def run_networks(nets, model, crops_bgr: np.ndarray) -> dict[str, np.ndarray]:
     mask = r.mask.astype(np.float32)
     fine = nets.fine.run(x, r.depth.astype(np.float32), mask)
     return {"image": x, "vertices_px": vpx, "landmarks": vpx[:, model.landmarks, :2], "coarse_depth": r.depth,
-            "fine_depth": fine, "mask": r.mask, **out}
+            "fine_depth": fine, "mask": r.mask, "raster": r, **out}
 
 
 def sfs_errors(res: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,10 +217,7 @@ def measure_set(nets, model, crops: np.ndarray, chunk: int, refine: bool, refine
         if reference is not None:
             z, m = reference[0][i:i + chunk], reference[1][i:i + chunk]
             both = dict(res, mask=res["mask"] & m)
-            extra = {"fit": z, "fit_fine": nets.fine.run(res["image"], z.astype(np.float32), m.astype(np.float32))}
-            per = normalised_residuals(c, both, extra, albedo=False)
-            for k in ("const_fit", "const_fit_fine"):
-                cols.setdefault(k, []).append(np.asarray(per[k], np.float64))
+            depths |= {"fit": z, "fit_fine": nets.fine.run(res["image"], z.astype(np.float32), m.astype(np.float32))}
         per = normalised_residuals(c, both, depths, refine_config)
         co, fi, npx = sfs_errors(both)
         per |= {"loss_coarse": co, "loss_fine": fi, "loss_pixels": npx}

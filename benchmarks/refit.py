@@ -95,13 +95,12 @@ def refit_depths(model, crops_bgr: np.ndarray, res: dict, prior: float) -> np.nd
     import cv2
 
     from rtface.refine import RefineConfig, intensity
-    from rtface.render.fit import render_fit
 
     from .detailsets import face_region
 
     s = crops_bgr.shape[1]
     luma = intensity(crops_bgr, RefineConfig().for_size(s).gamma)[0]
-    _, r = render_fit(model, res["identity"], res["expression"], res["pose"], s)
+    r = res["raster"]
     out = np.array(res["coarse_depth"], np.float32, copy=True)
     for i in range(len(crops_bgr)):
         m = np.asarray(r.mask[i], bool)

@@ -324,9 +324,9 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
     if out_dir.resolve() != src_dir.resolve():
         for key in ("coarse", "fine"):
             shutil.copy2(src_dir / manifest["networks"][key]["file"], out_dir / manifest["networks"][key]["file"])
-            if key not in networks:
-                kept = manifest["networks"][key][INT8]["file"]
-                shutil.copy2(src_dir / kept, out_dir / kept)
+            if key in kept:
+                q_file = manifest["networks"][key][INT8]["file"]
+                shutil.copy2(src_dir / q_file, out_dir / q_file)
         shutil.copy2(src_dir / "manifest.json", out_dir / "manifest.json")
     if calibration_images is None:
         calibration_images = train_images(faces, seed)
@@ -342,9 +342,8 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
     for key, feeds in (("coarse", c_feeds), ("fine", f_feeds)):
         entry = manifest["networks"][key]
         fp32[key] = out_dir / entry["file"]
-        int8[key] = out_dir / int8_name(entry["file"])
-        if key not in networks:
-            int8[key] = out_dir / entry[INT8]["file"]
+        int8[key] = out_dir / (entry[INT8]["file"] if key in kept else int8_name(entry["file"]))
+        if key in kept:
             continue
         used[key] = feeds if how[key] == "minmax" else feeds[:HISTOGRAM_INPUTS]
         print(f"quantising {entry['file']} ({how[key]}, {len(used[key])} calibration inputs) ...", file=sys.stderr)
@@ -362,7 +361,7 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
         calibration["command"] = command
     for key in ("coarse", "fine"):
         entry = manifest["networks"][key]
-        if key not in networks:
+        if key in kept:
             entry[INT8]["agreement"] = agree
             continue
         entry[INT8] = {"file": int8[key].name, "sha256": sha256_file(int8[key]), "source_sha256": entry["sha256"],

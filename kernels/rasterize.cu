@@ -1,7 +1,14 @@
 // Z-buffer rasteriser of rtface (CUDA). Twin of rtface/render/raster_cpu.py: same coverage rule, same
-// 64-bit depth key, same float32 arithmetic (explicit __f*_rn intrinsics, so no fused multiply-add), hence
-// bit-identical results. Conventions: x right, y down, pixel (i, j) centred at (j + 0.5, i + 0.5), z toward
-// the camera (largest z visible). No headers: compiled by NVRTC through cupy.RawModule.
+// 64-bit depth key, same float32 arithmetic, hence bit-identical results. Conventions: x right, y down, pixel
+// (i, j) centred at (j + 0.5, i + 0.5), z toward the camera (largest z visible). No headers: compiled by NVRTC
+// through cupy.RawModule.
+//
+// IEEE float32 whatever the compiler flags: CuPy appends -ftz=true to every RawModule's options (after the
+// caller's, and NVRTC honours the last), which flushes subnormal operands and results of float instructions
+// and of the __f*_rn intrinsics, while the Numba twin keeps them. So every float operation here is inline PTX
+// without .ftz (rt_add, rt_sub, rt_mul, rt_div: round to nearest, subnormals kept, never fused into an FMA),
+// and every float test is on the bits (rt_is_zero, rt_positive, ...). tests/render/test_kernel_ptx.py checks
+// that the compiled PTX has no .ftz instruction.
 //
 // Launch order on one stream: rt_clear (keys = EMPTY), rt_raster (one thread per triangle and image,
 // atomicMin of the key into every covered pixel), rt_resolve (one thread per pixel).
@@ -14,13 +21,58 @@
 #define RT_MAX_COORD 1048576.0f    // |x|, |y| above 2^20 px: triangle skipped (int64 edge math stays exact)
 #define RT_EMPTY 0xFFFFFFFFFFFFFFFFull
 
+#define RT_MAX_COORD_BITS 0x49800000u  // __float_as_uint(RT_MAX_COORD)
+
+#if defined(__CUDA_ARCH__)
+__device__ __forceinline__ float rt_add(float a, float b) {
+    float r;
+    asm("add.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+__device__ __forceinline__ float rt_sub(float a, float b) {
+    float r;
+    asm("sub.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+__device__ __forceinline__ float rt_mul(float a, float b) {
+    float r;
+    asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+__device__ __forceinline__ float rt_div(float a, float b) {  // IEEE division, correctly rounded
+    float r;
+    asm("div.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+// round to nearest even, to int64 (numpy.rint then int64 in the twin)
+__device__ __forceinline__ long long rt_rint_ll(float a) {
+    long long r;
+    asm("cvt.rni.s64.f32 %0, %1;" : "=l"(r) : "f"(a));
+    return r;
+}
+#else  // compiled as C++ on the host (tests/render/test_raster.py, with -ffp-contract=off and <cmath>)
+inline float rt_add(float a, float b) { return a + b; }
+inline float rt_sub(float a, float b) { return a - b; }
+inline float rt_mul(float a, float b) { return a * b; }
+inline float rt_div(float a, float b) { return a / b; }
+inline long long rt_rint_ll(float a) { return llrintf(a); }
+#endif
+
 __device__ __forceinline__ bool rt_finite(float v) {
     return (__float_as_uint(v) & 0x7F800000u) != 0x7F800000u;
 }
+__device__ __forceinline__ bool rt_not_nan(float v) { return (__float_as_uint(v) & 0x7FFFFFFFu) <= 0x7F800000u; }
+__device__ __forceinline__ bool rt_is_zero(float v) { return (__float_as_uint(v) & 0x7FFFFFFFu) == 0u; }
+// v > 0 for a number that is not NaN: sign bit clear and not zero
+__device__ __forceinline__ bool rt_positive(float v) {
+    const unsigned int u = __float_as_uint(v);
+    return u != 0u && u <= 0x7F800000u;
+}
+// |v| <= RT_MAX_COORD for a finite v (the bits of non-negative floats are ordered like their values)
+__device__ __forceinline__ bool rt_within(float v) { return (__float_as_uint(v) & 0x7FFFFFFFu) <= RT_MAX_COORD_BITS; }
 
 __device__ __forceinline__ bool rt_vertex_ok(const float* p) {
-    return rt_finite(p[0]) && rt_finite(p[1]) && rt_finite(p[2]) &&
-           fabsf(p[0]) <= RT_MAX_COORD && fabsf(p[1]) <= RT_MAX_COORD;
+    return rt_finite(p[0]) && rt_finite(p[1]) && rt_finite(p[2]) && rt_within(p[0]) && rt_within(p[1]);
 }
 
 __device__ __forceinline__ long long rt_min(long long a, long long b) { return a < b ? a : b; }
@@ -28,13 +80,12 @@ __device__ __forceinline__ long long rt_max(long long a, long long b) { return a
 
 // x * 256 is exact in float32 for |x| <= 2^20; round half to even, like numpy.rint.
 __device__ __forceinline__ long long rt_snap(float v) {
-    return __float2ll_rn(__fmul_rn(v, 256.0f));
+    return rt_rint_ll(rt_mul(v, 256.0f));
 }
 
 // Twice the signed area in float32: positive when clockwise on screen (y down).
 __device__ __forceinline__ float rt_float_area(float x0, float y0, float x1, float y1, float x2, float y2) {
-    return __fsub_rn(__fmul_rn(__fsub_rn(x1, x0), __fsub_rn(y2, y0)),
-                     __fmul_rn(__fsub_rn(y1, y0), __fsub_rn(x2, x0)));
+    return rt_sub(rt_mul(rt_sub(x1, x0), rt_sub(y2, y0)), rt_mul(rt_sub(y1, y0), rt_sub(x2, x0)));
 }
 
 // Barycentrics and depth at (px, py); the exact operation order of raster_cpu.interpolate.
@@ -43,22 +94,19 @@ __device__ __forceinline__ float rt_interpolate(const float* v0, const float* v1
     const float x0 = v0[0], y0 = v0[1], z0 = v0[2];
     const float x1 = v1[0], y1 = v1[1], z1 = v1[2];
     const float x2 = v2[0], y2 = v2[1], z2 = v2[2];
-    const float w0 = __fsub_rn(__fmul_rn(__fsub_rn(x2, x1), __fsub_rn(py, y1)),
-                               __fmul_rn(__fsub_rn(y2, y1), __fsub_rn(px, x1)));
-    const float w1 = __fsub_rn(__fmul_rn(__fsub_rn(x0, x2), __fsub_rn(py, y2)),
-                               __fmul_rn(__fsub_rn(y0, y2), __fsub_rn(px, x2)));
-    const float w2 = __fsub_rn(__fmul_rn(__fsub_rn(x1, x0), __fsub_rn(py, y0)),
-                               __fmul_rn(__fsub_rn(y1, y0), __fsub_rn(px, x0)));
-    const float inv = __fdiv_rn(1.0f, area);
-    *b0 = __fmul_rn(w0, inv);
-    *b1 = __fmul_rn(w1, inv);
-    *b2 = __fmul_rn(w2, inv);
-    return __fadd_rn(__fadd_rn(__fmul_rn(*b0, z0), __fmul_rn(*b1, z1)), __fmul_rn(*b2, z2));
+    const float w0 = rt_sub(rt_mul(rt_sub(x2, x1), rt_sub(py, y1)), rt_mul(rt_sub(y2, y1), rt_sub(px, x1)));
+    const float w1 = rt_sub(rt_mul(rt_sub(x0, x2), rt_sub(py, y2)), rt_mul(rt_sub(y0, y2), rt_sub(px, x2)));
+    const float w2 = rt_sub(rt_mul(rt_sub(x1, x0), rt_sub(py, y0)), rt_mul(rt_sub(y1, y0), rt_sub(px, x0)));
+    const float inv = rt_div(1.0f, area);
+    *b0 = rt_mul(w0, inv);
+    *b1 = rt_mul(w1, inv);
+    *b2 = rt_mul(w2, inv);
+    return rt_add(rt_add(rt_mul(*b0, z0), rt_mul(*b1, z1)), rt_mul(*b2, z2));
 }
 
 // (~order_preserving_bits(z)) << 32 | triangle: larger z -> smaller key; z + 0 turns -0 into +0.
 __device__ __forceinline__ unsigned long long rt_depth_key(float z, unsigned int triangle) {
-    const unsigned int u = __float_as_uint(__fadd_rn(z, 0.0f));
+    const unsigned int u = __float_as_uint(rt_add(z, 0.0f));
     const unsigned int inverted = (u & 0x80000000u) ? u : (u ^ 0x7FFFFFFFu);
     return ((unsigned long long)inverted << 32) | (unsigned long long)triangle;
 }
@@ -105,7 +153,7 @@ extern "C" __global__ void rt_raster(const float* __restrict__ verts, const int*
     if (j0 > j1 || r0 > r1) return;
 
     const float farea = rt_float_area(p0[0], p0[1], p1[0], p1[1], p2[0], p2[1]);
-    if (farea == 0.0f || (farea > 0.0f) != (area > 0)) return;
+    if (rt_is_zero(farea) || rt_positive(farea) != (area > 0)) return;
     if (area < 0) {  // orient clockwise on screen for the coverage test
         long long s = bx; bx = cx; cx = s;
         s = by; by = cy; cy = s;
@@ -123,12 +171,12 @@ extern "C" __global__ void rt_raster(const float* __restrict__ verts, const int*
         long long e0 = dx0 * (py - by) - dy0 * (px0 - bx) + t0;
         long long e1 = dx1 * (py - cy) - dy1 * (px0 - cx) + t1;
         long long e2 = dx2 * (py - ay) - dy2 * (px0 - ax) + t2;
-        const float fpy = __fadd_rn((float)r, 0.5f);
+        const float fpy = rt_add((float)r, 0.5f);
         for (long long j = j0; j <= j1; ++j) {
             if (e0 > 0 && e1 > 0 && e2 > 0) {
-                const float fpx = __fadd_rn((float)j, 0.5f);
+                const float fpx = rt_add((float)j, 0.5f);
                 const float z = rt_interpolate(p0, p1, p2, farea, fpx, fpy, &b0, &b1, &b2);
-                if (z == z) {
+                if (rt_not_nan(z)) {
                     atomicMin(kb + r * width + j, rt_depth_key(z, (unsigned int)t));
                 }
             }
@@ -168,7 +216,7 @@ extern "C" __global__ void rt_resolve(const float* __restrict__ verts, const int
     const float* p2 = vb + 3LL * tris[3LL * t + 2];
     const float farea = rt_float_area(p0[0], p0[1], p1[0], p1[1], p2[0], p2[1]);
     float b0, b1, b2;
-    const float z = rt_interpolate(p0, p1, p2, farea, __fadd_rn((float)j, 0.5f), __fadd_rn((float)r, 0.5f),
+    const float z = rt_interpolate(p0, p1, p2, farea, rt_add((float)j, 0.5f), rt_add((float)r, 0.5f),
                                    &b0, &b1, &b2);
     depth[k] = z;
     tri[k] = t;

@@ -12,6 +12,7 @@ _EXTRA_OF = {
     "tensorrt": "tensorrt",
     "torch": "train",
     "onnx": "train",
+    "ray": "batch",
 }
 
 

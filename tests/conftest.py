@@ -33,19 +33,34 @@ def face_model():
     return FaceModel.load()
 
 
-def _has_cuda() -> bool:
-    from rtface._optional import cuda_available
+_GPU_REASONS: dict[str, str | None] = {}
 
-    return cuda_available()
+
+def gpu_skip_reason(needs=()) -> str | None:
+    """Why a test marked ``gpu`` (``gpu("cuda")``: also ONNX Runtime's CUDA provider, ``gpu("tensorrt")``: also
+    TensorRT) cannot run here; None when it can. CuPy with a GPU but the CPU onnxruntime wheel is a skip too."""
+    from rtface.engines import why_unavailable
+
+    for need in ("gpu", *needs):
+        if need not in _GPU_REASONS:
+            _GPU_REASONS[need] = why_unavailable(need)
+        if _GPU_REASONS[need]:
+            return f"needs {'an NVIDIA GPU' if need == 'gpu' else need}: {_GPU_REASONS[need]}"
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
-    if _has_cuda():
-        return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CuPy (pip install 'rtface[gpu]'); none here")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        markers = list(item.iter_markers("gpu"))
+        if not markers:
+            continue
+        needs = sorted({str(a) for m in markers for a in m.args})
+        unknown = set(needs) - {"cuda", "tensorrt"}
+        if unknown:
+            raise pytest.UsageError(f"{item.nodeid}: gpu marker arguments are 'cuda' and 'tensorrt', got {unknown}")
+        reason = gpu_skip_reason(needs)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 GOOD = ["helen_296814969_3", "lfpw_image_0001", "lfpw_image_0002", "helen_2968560214_1"]

@@ -35,12 +35,15 @@ from .tensorrt import (
 )
 
 BACKENDS = ("auto", "cpu", "cuda", "tensorrt")
+#: What ``backend="auto"`` treats as "this backend cannot run here, try the next one": a missing package or
+#: GPU, and TensorRT failing to parse or build the file (ONNX Runtime may run what TensorRT cannot).
+FALLBACK_ERRORS = (BackendUnavailable, EngineBuildError)
 
 __all__ = [
-    "BACKENDS", "DYNAMIC", "PRECISIONS", "Engine", "EngineBuildError", "EngineCache",
+    "BACKENDS", "DYNAMIC", "FALLBACK_ERRORS", "PRECISIONS", "Engine", "EngineBuildError", "EngineCache",
     "EngineCacheWarning", "EngineKey", "OnnxRuntimeCudaEngine", "OnnxRuntimeEngine",
     "TensorRTEngine", "TensorSpec", "available_backends", "build_engines", "default_cache_dir",
-    "load_engine", "onnx_is_quantized", "physical_cores",
+    "load_engine", "onnx_is_quantized", "physical_cores", "unavailable_reason", "why_unavailable",
 ]
 
 
@@ -62,20 +65,49 @@ def _ort_cuda_provider() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
+def unavailable_reason(backend: str, *, cupy: bool, gpu: bool, ort_cuda: bool, tensorrt: bool,
+                       ort: bool = True) -> str | None:
+    """Why ``backend`` cannot run on a machine with these facts (None: it can), naming what to install.
+
+    ``cupy``: CuPy imports; ``gpu``: CuPy sees a CUDA device; ``ort_cuda``: ONNX Runtime has its CUDA execution
+    provider (the onnxruntime-gpu wheel: it cannot be installed beside the CPU wheel); ``tensorrt``: tensorrt
+    imports; ``ort``: onnxruntime imports. ``backend`` "gpu" asks for CuPy and a GPU only (the CUDA rasteriser
+    and the GPU stages).
+    """
+    if backend not in ("cpu", "cuda", "tensorrt", "gpu"):
+        raise InputError(f"backend must be 'cpu', 'cuda', 'tensorrt' or 'gpu', got {backend!r}")
+    if backend == "cpu":
+        return None if ort else "onnxruntime does not import (pip install onnxruntime)"
+    if not cupy:
+        return "CuPy is not installed (pip install 'rtface[gpu]')"
+    if not gpu:
+        return "CuPy sees no CUDA GPU (no NVIDIA GPU, or its driver is not loaded)"
+    if backend == "cuda" and not ort_cuda:
+        return ("ONNX Runtime has no CUDA execution provider: the GPU build replaces the CPU one "
+                "(pip uninstall onnxruntime && pip install onnxruntime-gpu)")
+    if backend == "tensorrt" and not tensorrt:
+        return "TensorRT is not installed (pip install 'rtface[tensorrt]'; on a Jetson it comes with JetPack)"
+    return None
+
+
+def why_unavailable(backend: str) -> str | None:
+    """Why ``backend`` ("cpu", "cuda", "tensorrt", or "gpu": CuPy and a GPU) cannot run here; None when it can."""
+    cupy = importlib.util.find_spec("cupy") is not None
+    gpu = cupy and cuda_available()
+    needs_ort = backend in ("cpu", "cuda")
+    return unavailable_reason(backend, cupy=cupy, gpu=gpu,
+                              ort_cuda=gpu and backend == "cuda" and _ort_cuda_provider(),
+                              tensorrt=gpu and backend == "tensorrt" and _tensorrt_importable(),
+                              ort=not needs_ort or importlib.util.find_spec("onnxruntime") is not None)
+
+
 def available_backends() -> list[str]:
     """Backends that can run here, best first: ``"tensorrt"``, ``"cuda"``, then always ``"cpu"``.
 
     ``"tensorrt"`` needs an importable tensorrt and a CUDA GPU seen by CuPy; ``"cuda"`` needs
-    ONNX Runtime's CUDA execution provider and a CUDA GPU seen by CuPy.
+    ONNX Runtime's CUDA execution provider and a CUDA GPU seen by CuPy (:func:`why_unavailable` says why not).
     """
-    backends = []
-    gpu = cuda_available()
-    if gpu and _tensorrt_importable():
-        backends.append("tensorrt")
-    if gpu and _ort_cuda_provider():
-        backends.append("cuda")
-    backends.append("cpu")
-    return backends
+    return [b for b in ("tensorrt", "cuda") if why_unavailable(b) is None] + ["cpu"]
 
 
 def load_engine(onnx_path: str | os.PathLike[str], backend: str = "auto", *,
@@ -118,7 +150,7 @@ def load_engine(onnx_path: str | os.PathLike[str], backend: str = "auto", *,
     for name in candidates[:-1]:
         try:
             return _load(onnx_path, name, precision, threads, cache_dir, max_batch)
-        except (BackendUnavailable, EngineBuildError) as exc:
+        except FALLBACK_ERRORS as exc:
             warnings.warn(f"backend {name!r} could not start ({exc}); trying the next one",
                           RuntimeWarning, stacklevel=2)
     return _load(onnx_path, candidates[-1], precision, threads, cache_dir, max_batch)

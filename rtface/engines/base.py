@@ -52,6 +52,29 @@ def is_cupy_array(array: Any) -> bool:
     return type(array).__module__.split(".")[0] == "cupy"
 
 
+#: Alignment, in bytes, of every device address a GPU engine binds: TensorRT requires "at least 256-byte
+#: alignment" of the pointers given to ``IExecutionContext::setTensorAddress``, and vectorised CUDA kernels
+#: (ONNX Runtime's too) may fault on less. CuPy's allocations are 512-byte aligned; views are not
+#: (``params[1:]`` of a float32 (N, 6) array starts 24 bytes in).
+DEVICE_ALIGNMENT = 256
+
+
+def bindable(address: int, c_contiguous: bool, alignment: int = DEVICE_ALIGNMENT) -> bool:
+    """Whether a device array at ``address`` (bytes) can be bound by pointer as it is: C-contiguous and
+    ``alignment``-byte aligned. Anything else must be copied into a fresh allocation first."""
+    return bool(c_contiguous) and int(address) % int(alignment) == 0
+
+
+def device_input(cp: Any, array: Any) -> Any:
+    """``array`` (NumPy or CuPy) as a CuPy array that can be bound by pointer (:func:`bindable`): used in
+    place when it already is one, else copied into a fresh (aligned, C-order) allocation on the current
+    stream."""
+    d = cp.asarray(array)
+    if not bindable(d.data.ptr, d.flags.c_contiguous):
+        d = cp.array(d, order="C", copy=True)
+    return d
+
+
 class Engine(abc.ABC):
     """A loaded network, ready to run.
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._optional import cuda_available, require
 from ..errors import AssetError, BackendUnavailable, InputError
-from .base import DYNAMIC, Engine, TensorSpec
+from .base import DYNAMIC, Engine, TensorSpec, device_input
 
 #: ONNX Runtime's type strings -> NumPy dtypes.
 _ORT_DTYPES: dict[str, np.dtype] = {
@@ -263,7 +263,7 @@ class OnnxRuntimeCudaEngine(Engine):
                 if not isinstance(array, np.ndarray) and array.device.id != self._device_id:
                     raise InputError(f"input {name!r} is on GPU {array.device.id}, this engine runs "
                                      f"on GPU {self._device_id}")
-                d = cp.ascontiguousarray(cp.asarray(array))
+                d = device_input(cp, array)  # a copy only when not C-contiguous or not 256-byte aligned
                 device_inputs.append(d)
                 for dim, size in zip(self._input_dims[name], d.shape):
                     if isinstance(dim, str):

@@ -12,15 +12,31 @@ or edited engine) is reported with an :class:`EngineCacheWarning` and rebuilt.
 The cache logic (:class:`EngineKey`, :class:`EngineCache`, :func:`check_record`) is plain Python and
 works without TensorRT; TensorRT and CuPy are imported only when an engine is built or run.
 
-Supports TensorRT 10 and 11 (``execute_async_v3``, ``set_tensor_address``, explicit batch). FP16:
-TensorRT 10 builds FP32 ONNX networks with ``BuilderFlag.FP16`` (weak typing) when the precision is
-fp16; an ONNX file that already carries FP16 tensors is built strongly typed, so its own types decide.
-TensorRT 11 builds every network strongly typed: precision then comes from the ONNX file alone.
+Supports TensorRT 10 and 11 (``execute_async_v3``, ``set_tensor_address``, explicit batch). What an engine
+computes in is decided by :func:`plan_build` from the parsed network (pure Python, tested on the shipped ONNX
+graphs without TensorRT), and :attr:`TensorRTEngine.precision` and the cache sidecar report that decision:
+
+* The shipped FP32 files store their weights as FP16 initializers, each followed by a Cast to FP32 (the
+  parser turns them into an FP16 constant layer and a cast). That is storage, not arithmetic: the
+  activations are FP32, so on TensorRT 10 precision "fp16" builds the network weakly typed with
+  ``BuilderFlag.FP16``, and the engine computes in FP16.
+* An ONNX file whose activations are FP16 (exported in FP16) is built strongly typed: its own types decide.
+* TensorRT 11 builds every network strongly typed (it has no FP16 flag): an FP32 file then gives an FP32
+  engine whatever was asked, with a warning when "fp16" was asked for explicitly.
 
 INT8: a QDQ-quantised ONNX file (``python -m train.quantize``: symmetric INT8 QuantizeLinear/DequantizeLinear
 pairs, the same file ONNX Runtime runs on the CPU) is always built strongly typed (explicit quantisation: the
 Q/DQ nodes decide where INT8 is used, no builder precision flags); the engine reports precision ``"int8"``.
 ``precision="int8"`` asks for exactly that and is refused for a file without Q/DQ nodes.
+
+Dynamic shapes: the batch (dimension 0, optimisation profile 1 .. ``max_batch``, tuned for 4) and, for NCHW
+inputs, height and width (dimensions 2 and 3: :data:`DYNAMIC_SPATIAL`, 128 .. 512 px tuned for 256, for a
+FineNet that runs at the face's own resolution). Device addresses are bound only when TensorRT accepts them
+(``set_tensor_address`` returns True; 256-byte aligned, :data:`rtface.engines.base.DEVICE_ALIGNMENT`): views
+that are not are copied first, and a refusal is an error, never a run with a stale address.
+
+A parser failure (an operator this TensorRT does not support, say) is an :class:`EngineBuildError`, so
+``backend="auto"`` falls back to ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -31,7 +47,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,8 +58,8 @@ import numpy as np
 from .._optional import cuda_available, require
 from ..assets import cache_dir, sha256_file, write_atomic
 from ..errors import AssetError, BackendUnavailable, InputError, RtfaceError
-from .base import DYNAMIC, Engine, TensorSpec
-from .onnxruntime import corrupt_onnx_error, onnx_file, onnx_is_quantized
+from .base import DEVICE_ALIGNMENT, DYNAMIC, Engine, TensorSpec, device_input
+from .onnxruntime import onnx_file, onnx_is_quantized
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +68,11 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")
 SIDECAR_FORMAT = "rtface-tensorrt-engine/1"
 #: Default builder workspace (the scratch memory TensorRT may use per layer), bytes.
 DEFAULT_WORKSPACE = 1 << 30
+#: Optimisation profile (min, opt, max) in pixels of the height and width of NCHW inputs whose spatial
+#: dimensions are dynamic (a FineNet that runs at the face's own resolution).
+DYNAMIC_SPATIAL = (128, 256, 512)
+#: Element types that make a layer "reduced precision" when its activations carry them.
+REDUCED_TYPES = frozenset({"float16", "bfloat16"})
 
 
 class EngineCacheWarning(UserWarning):
@@ -95,15 +116,20 @@ class EngineKey:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str  # "major.minor", e.g. "8.6"
-    precision: str  # "fp32", "fp16" or "int8"
+    precision: str  # "fp32", "fp16" or "int8" (asked for; the sidecar's built_precision says what it got)
     max_batch: int
+    #: "min-opt-max" px of dynamic heights and widths (:data:`DYNAMIC_SPATIAL`); part of every key, since
+    #: whether a network has dynamic spatial dimensions is known only once it is parsed.
+    spatial: str = "-".join(map(str, DYNAMIC_SPATIAL))
 
     @classmethod
     def for_onnx(cls, onnx_path: str | os.PathLike[str], *, tensorrt_version: str, gpu_name: str,
-                 compute_capability: str, precision: str, max_batch: int) -> EngineKey:
+                 compute_capability: str, precision: str, max_batch: int,
+                 spatial: Sequence[int] = DYNAMIC_SPATIAL) -> EngineKey:
         """The key of ``onnx_path`` (hashed here) for the given runtime, GPU and build settings."""
         return cls(sha256_file(onnx_path), str(tensorrt_version), str(gpu_name),
-                   str(compute_capability), str(precision), int(max_batch))
+                   str(compute_capability), str(precision), int(max_batch),
+                   "-".join(map(str, check_spatial(spatial))))
 
     def digest(self) -> str:
         """sha256 of the key's fields (canonical JSON), hex."""
@@ -112,6 +138,148 @@ class EngineKey:
     def record(self, engine_sha256: str, **extra: Any) -> dict[str, Any]:
         """The sidecar content for an engine file with this key and hash."""
         return {"format": SIDECAR_FORMAT, **asdict(self), "engine_sha256": engine_sha256, **extra}
+
+
+def check_spatial(spatial: Sequence[int]) -> tuple[int, int, int]:
+    """``(min, opt, max)`` px of a dynamic height/width profile, checked: integers, 1 <= min <= opt <= max."""
+    try:
+        lo, opt, hi = (int(v) for v in spatial)
+    except (TypeError, ValueError):
+        raise InputError(f"spatial must be three integers (min, opt, max) in pixels, got {spatial!r}") from None
+    if not 1 <= lo <= opt <= hi:
+        raise InputError(f"spatial must satisfy 1 <= min <= opt <= max, got {(lo, opt, hi)}")
+    return lo, opt, hi
+
+
+def optimisation_profile(name: str, shape: Sequence[int], max_batch: int,
+                         spatial: Sequence[int] = DYNAMIC_SPATIAL
+                         ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """The (min, opt, max) shapes TensorRT's optimisation profile gives an input of ``shape`` (-1: dynamic).
+
+    None when every dimension is fixed. A dynamic batch (dimension 0) spans 1 .. ``max_batch``, tuned for
+    ``min(4, max_batch)``; dynamic height and width (dimensions 2 and 3 of a rank-4 NCHW input) span
+    ``spatial`` (min, opt, max) px. Any other dynamic dimension is an :class:`EngineBuildError`.
+    """
+    shape = tuple(int(d) for d in shape)
+    if all(d >= 0 for d in shape):
+        return None
+    lo_px, opt_px, hi_px = check_spatial(spatial)
+    lo: list[int] = []
+    opt: list[int] = []
+    hi: list[int] = []
+    for axis, d in enumerate(shape):
+        if d >= 0:
+            dims = (d, d, d)
+        elif axis == 0:
+            dims = (1, min(4, int(max_batch)), int(max_batch))
+        elif len(shape) == 4 and axis in (2, 3):
+            dims = (lo_px, opt_px, hi_px)
+        else:
+            raise EngineBuildError(
+                f"input {name!r} has shape {shape} with dimension {axis} dynamic; the TensorRT backend "
+                f"supports a dynamic batch (dimension 0) and dynamic height and width (dimensions 2 and 3 of "
+                f"an NCHW input, {lo_px}..{hi_px} px) only. Export the network with that dimension fixed, or "
+                f"use backend='cuda'.")
+        lo.append(dims[0])
+        opt.append(dims[1])
+        hi.append(dims[2])
+    return tuple(lo), tuple(opt), tuple(hi)
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """What :func:`plan_build` needs to know of one layer of a parsed network (or one ONNX node).
+
+    ``kind``: ``"input"`` (a network input), ``"constant"`` (weights), ``"cast"`` (a type conversion, e.g.
+    FP16-stored weights cast to FP32), ``"quantize"`` / ``"dequantize"`` (explicit quantisation) or
+    ``"compute"`` (everything else). ``dtypes``: the element types of its outputs (NumPy names: "float32",
+    "float16", "bfloat16", "int8", ...). ``constant``: its outputs depend on weights only (a constant, or a
+    layer all of whose inputs are constant, such as a cast or a reshape of weights): storage, not arithmetic
+    on activations.
+    """
+
+    kind: str
+    dtypes: tuple[str, ...]
+    constant: bool = False
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How to build an engine: a strongly typed network or not, the FP16 builder flag, and the precision
+    the engine then computes in; ``warning`` when that is not what was asked for explicitly."""
+
+    strongly_typed: bool
+    fp16_flag: bool
+    precision: str
+    warning: str | None = None
+
+
+def plan_build(requested: str, layers: Iterable[LayerFacts], *, weak_typing: bool, explicit: bool = False,
+               name: str = "the network") -> BuildPlan:
+    """Decide how TensorRT builds a network, and what the engine computes in.
+
+    Args:
+        requested: "fp32", "fp16" or "int8" (``"auto"`` resolved already, :func:`resolve_precision`).
+        layers: the parsed network's layers (:func:`_trt_layer_facts`; the same facts of an ONNX file:
+            :func:`rtface.engines.graph.onnx_layer_facts`).
+        weak_typing: whether this TensorRT builds weakly typed networks (TensorRT 10; 11 has no FP16 flag).
+        explicit: the precision was asked for by name (not "auto"): say so when the engine cannot honour it.
+
+    The arithmetic is FP16 when a layer that computes on activations (or a network input) carries FP16/BF16;
+    FP16 weights cast to FP32 (how the shipped files store their weights) are storage and do not count.
+    A file with Q/DQ layers is INT8, strongly typed. Raises :class:`EngineBuildError` for "int8" without
+    Q/DQ layers.
+    """
+    facts = list(layers)
+    quantized = any(f.kind in ("quantize", "dequantize") for f in facts)
+    fp16_compute = any(f.kind in ("compute", "input") and not f.constant and REDUCED_TYPES.intersection(f.dtypes)
+                       for f in facts)
+    if requested == "int8" and not quantized:
+        raise EngineBuildError(f"precision 'int8' needs a QDQ-quantised ONNX file, and {name} has no Q/DQ layers; "
+                               f"make one with 'python -m train.quantize'")
+    if quantized:
+        return BuildPlan(True, False, "int8")
+    if fp16_compute:
+        warning = None
+        if requested == "fp32" and explicit:
+            warning = (f"{name} computes in FP16 (its activations are FP16 in the ONNX graph): precision 'fp32' "
+                       f"cannot change that, the engine computes in FP16. Export the network in FP32 for FP32.")
+        return BuildPlan(True, False, "fp16", warning)
+    if requested == "fp16":
+        if weak_typing:
+            return BuildPlan(False, True, "fp16")
+        warning = None
+        if explicit:
+            warning = (f"this TensorRT builds strongly typed networks only, and {name} computes in FP32 (FP16 "
+                       f"weights cast to FP32 are storage, not arithmetic): the engine computes in FP32. Export "
+                       f"the network with FP16 activations (e.g. ModelOpt AutoCast) for FP16 arithmetic.")
+        return BuildPlan(True, False, "fp32", warning)
+    return BuildPlan(not weak_typing, False, "fp32")
+
+
+def parser_error(onnx_path: str | os.PathLike[str], errors: Sequence[str],
+                 tensorrt_version: str = "") -> EngineBuildError:
+    """The error for an ONNX file TensorRT's parser rejects. An :class:`EngineBuildError`, not an
+    :class:`AssetError`: the file may be fine for ONNX Runtime (an operator this TensorRT lacks), so
+    ``backend="auto"`` goes on to the next backend."""
+    version = f" {tensorrt_version}" if tensorrt_version else ""
+    detail = "; ".join(str(e) for e in errors) or "no detail"
+    return EngineBuildError(f"TensorRT{version}'s ONNX parser could not read {onnx_path} ({detail}): an operator "
+                            f"or attribute this TensorRT does not support, or a corrupt file; ONNX Runtime may "
+                            f"still run it (backend='cuda' or 'cpu')")
+
+
+def check_bound(accepted: bool, name: str, address: int, path: Any = None) -> None:
+    """Raise unless TensorRT accepted a tensor address (``set_tensor_address`` returned True).
+
+    A refused address leaves the previous run's address bound, so running anyway would read or write
+    memory that may be freed: wrong outputs, silently. TensorRT refuses unknown names and addresses that
+    are not :data:`DEVICE_ALIGNMENT`-byte aligned."""
+    if not accepted:
+        where = f" of {path}" if path is not None else ""
+        raise RtfaceError(f"TensorRT refused the device address {int(address):#x} for tensor {name!r}{where} "
+                          f"(set_tensor_address returned False: an unknown tensor name, or an address that is "
+                          f"not {DEVICE_ALIGNMENT}-byte aligned); nothing was run")
 
 
 def check_record(record: Any, key: EngineKey, engine_bytes: bytes) -> str | None:
@@ -250,68 +418,53 @@ def _numpy_dtype(trt: Any, dtype: Any) -> np.dtype | None:
     return None
 
 
+def _parse(trt: Any, builder: Any, onnx_path: Path, strongly_typed: bool) -> tuple[Any, Any]:
+    """A network parsed from ``onnx_path``, and the parser (it owns weights the network refers to: keep both)."""
+    typed_flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    flags = (1 << int(typed_flag)) if strongly_typed and typed_flag is not None else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, _logger(trt))
+    if not parser.parse_from_file(str(onnx_path)):
+        raise parser_error(onnx_path, [str(parser.get_error(i)) for i in range(parser.num_errors)],
+                           trt.__version__)
+    return network, parser
+
+
 def _build(trt: Any, onnx_path: Path, key: EngineKey, *, workspace: int,
-           explicit_fp16: bool) -> tuple[bytes, str]:
+           explicit: bool) -> tuple[bytes, str]:
     """Build a serialised engine for ``onnx_path`` as ``key`` describes.
 
-    Returns the engine and the precision it computes in: "int8" for a QDQ-quantised ONNX file (built
-    strongly typed), "fp16" when built with the FP16 flag or from an ONNX file with FP16 tensors, else
-    "fp32".
+    Returns the engine and the precision it computes in (:func:`plan_build`: "int8" for a QDQ file, "fp16"
+    with the FP16 flag or for a file with FP16 activations, else "fp32").
     """
-    logger = _logger(trt)
-    builder = trt.Builder(logger)
-    creation = trt.NetworkDefinitionCreationFlag
-    typed_flag = getattr(creation, "STRONGLY_TYPED", None)
-    weak_fp16 = hasattr(trt.BuilderFlag, "FP16")  # gone in TensorRT 11: every network is typed
-
-    def parse(strongly_typed: bool) -> tuple[Any, Any]:
-        flags = (1 << int(typed_flag)) if strongly_typed and typed_flag is not None else 0
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(str(onnx_path)):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise corrupt_onnx_error(onnx_path, f"TensorRT's ONNX parser: {errors or 'no detail'}")
-        return network, parser  # the parser owns weights the network refers to: keep both
-
-    network, parser = parse(strongly_typed=not weak_fp16)
-    reduced = _carries_reduced_precision(trt, network)
-    quantized = _has_qdq(trt, network)
-    if weak_fp16 and (reduced or quantized):
-        # An FP16 ONNX: its own types decide. A QDQ ONNX: explicit quantisation, strongly typed.
-        network, parser = parse(strongly_typed=True)
-    typed = reduced or quantized or not weak_fp16
-    built_precision = "int8" if quantized else "fp16" if reduced else "fp32"
-    if key.precision == "int8" and not quantized:
-        raise EngineBuildError(f"precision 'int8' needs a QDQ-quantised ONNX file, and {onnx_path} has no "
-                               f"Q/DQ layers; make one with 'python -m train.quantize'")
+    builder = trt.Builder(_logger(trt))
+    if builder is None:
+        raise EngineBuildError(f"TensorRT {trt.__version__} could not create a builder (see its log above: "
+                               f"usually the CUDA driver); use backend='cuda' or backend='cpu'")
+    weak = hasattr(trt.BuilderFlag, "FP16")  # gone in TensorRT 11: every network is strongly typed
+    network, parser = _parse(trt, builder, onnx_path, strongly_typed=not weak)
+    plan = plan_build(key.precision, _trt_layer_facts(trt, network), weak_typing=weak, explicit=explicit,
+                      name=onnx_path.name)
+    log.info("%s: %s asked, building %s (strongly typed %s, FP16 flag %s)", onnx_path.name, key.precision,
+             plan.precision, plan.strongly_typed, plan.fp16_flag)
+    if plan.warning:
+        warnings.warn(plan.warning, RuntimeWarning, stacklevel=4)
+    if plan.strongly_typed and weak:
+        network, parser = _parse(trt, builder, onnx_path, strongly_typed=True)
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
-    if key.precision == "fp16":
-        if not typed:
-            config.set_flag(trt.BuilderFlag.FP16)
-            built_precision = "fp16"
-        elif explicit_fp16 and not reduced and not quantized:
-            warnings.warn(f"TensorRT {trt.__version__} builds strongly typed networks only, and "
-                          f"{onnx_path.name} is an FP32 ONNX file: the engine computes in FP32. "
-                          f"Export the network in FP16 for FP16 arithmetic.", RuntimeWarning,
-                          stacklevel=3)
-
+    if plan.fp16_flag:
+        config.set_flag(trt.BuilderFlag.FP16)
+    spatial = tuple(int(v) for v in key.spatial.split("-"))
     profile = None
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        shape = tuple(tensor.shape)
-        if any(d < 0 for d in shape[1:]):
-            raise EngineBuildError(f"{onnx_path}: input {tensor.name!r} has shape {shape}; the "
-                                   f"TensorRT backend supports a dynamic batch (first) dimension "
-                                   f"only. Export the network with fixed sizes, or use "
-                                   f"backend='cuda'.")
-        if shape and shape[0] < 0:
+        shapes = optimisation_profile(tensor.name, tuple(tensor.shape), key.max_batch, spatial)
+        if shapes is not None:
             if profile is None:
                 profile = builder.create_optimization_profile()
-            rest = shape[1:]
-            opt = min(4, key.max_batch)
-            profile.set_shape(tensor.name, (1, *rest), (opt, *rest), (key.max_batch, *rest))
+            profile.set_shape(tensor.name, *shapes)
     if profile is not None:
         config.add_optimization_profile(profile)
 
@@ -321,23 +474,38 @@ def _build(trt: Any, onnx_path: Path, key: EngineKey, *, workspace: int,
                                f"{onnx_path} (see TensorRT's log above); use backend='cuda' or "
                                f"backend='cpu'")
     del parser
-    return bytes(serialized), built_precision
+    return bytes(serialized), plan.precision
 
 
-def _carries_reduced_precision(trt: Any, network: Any) -> bool:
-    """Whether a parsed network has FP16/BF16 tensors (an ONNX file exported in reduced precision)."""
-    reduced = {getattr(trt.DataType, n) for n in ("HALF", "BF16") if hasattr(trt.DataType, n)}
-    tensors = [network.get_input(i) for i in range(network.num_inputs)]
+#: TensorRT ``DataType`` member -> the NumPy name :class:`LayerFacts` uses.
+_TRT_TYPE_NAMES = (("FLOAT", "float32"), ("HALF", "float16"), ("BF16", "bfloat16"), ("INT8", "int8"),
+                   ("UINT8", "uint8"), ("INT32", "int32"), ("INT64", "int64"), ("BOOL", "bool"),
+                   ("FP8", "float8"), ("INT4", "int4"))
+#: TensorRT ``LayerType`` member -> :class:`LayerFacts` kind (every other layer type: "compute").
+_TRT_LAYER_KINDS = (("CONSTANT", "constant"), ("CAST", "cast"), ("IDENTITY", "cast"),
+                    ("QUANTIZE", "quantize"), ("DEQUANTIZE", "dequantize"))
+
+
+def _trt_layer_facts(trt: Any, network: Any) -> list[LayerFacts]:
+    """:class:`LayerFacts` of a parsed TensorRT network: its inputs, then every layer in order."""
+    names = {getattr(trt.DataType, m): n for m, n in _TRT_TYPE_NAMES if hasattr(trt.DataType, m)}
+    kinds = {getattr(trt.LayerType, m): k for m, k in _TRT_LAYER_KINDS if hasattr(trt.LayerType, m)}
+
+    def dtype(tensor: Any) -> str:
+        return names.get(tensor.dtype, str(tensor.dtype))
+
+    facts = [LayerFacts("input", (dtype(network.get_input(i)),)) for i in range(network.num_inputs)]
+    constant: set[str] = set()
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        tensors.extend(layer.get_output(j) for j in range(layer.num_outputs))
-    return any(t is not None and t.dtype in reduced for t in tensors)
-
-
-def _has_qdq(trt: Any, network: Any) -> bool:
-    """Whether a parsed network has Quantize/Dequantize layers (a QDQ-quantised ONNX file)."""
-    kinds = {getattr(trt.LayerType, n) for n in ("QUANTIZE", "DEQUANTIZE") if hasattr(trt.LayerType, n)}
-    return any(network.get_layer(i).type in kinds for i in range(network.num_layers))
+        kind = kinds.get(layer.type, "compute")
+        inputs = [t for t in (layer.get_input(j) for j in range(layer.num_inputs)) if t is not None]
+        outputs = [t for t in (layer.get_output(j) for j in range(layer.num_outputs)) if t is not None]
+        const = kind == "constant" or (bool(inputs) and all(t.name in constant for t in inputs))
+        if const:
+            constant.update(t.name for t in outputs)
+        facts.append(LayerFacts(kind, tuple(dtype(t) for t in outputs), const))
+    return facts
 
 
 @dataclass
@@ -351,7 +519,7 @@ class _Obtained:
 
 def _obtain(trt: Any, cp: Any, onnx_path: str | os.PathLike[str], *, precision: str,
             cache_dir: str | os.PathLike[str] | None, max_batch: int, workspace: int,
-            force: bool) -> _Obtained:
+            force: bool, spatial: Sequence[int] = DYNAMIC_SPATIAL) -> _Obtained:
     """Engine bytes for ``onnx_path`` on the current GPU, from the cache or freshly built."""
     path = onnx_file(onnx_path)
     if int(max_batch) < 1:
@@ -363,7 +531,8 @@ def _obtain(trt: Any, cp: Any, onnx_path: str | os.PathLike[str], *, precision: 
     gpu_name, capability = _gpu(cp)
     key = EngineKey.for_onnx(path, tensorrt_version=trt.__version__, gpu_name=gpu_name,
                              compute_capability=capability,
-                             precision=resolve_precision(precision, capability), max_batch=max_batch)
+                             precision=resolve_precision(precision, capability), max_batch=max_batch,
+                             spatial=spatial)
     cache = EngineCache(cache_dir)
     if not force:
         found = cache.load_with_record(key, path.stem)
@@ -375,7 +544,7 @@ def _obtain(trt: Any, cp: Any, onnx_path: str | os.PathLike[str], *, precision: 
     log.warning("building a TensorRT engine for %s (%s, batch up to %d) on %s: this takes a while "
                 "once; the engine is cached in %s", path.name, key.precision, key.max_batch,
                 gpu_name, cache.directory)
-    data, built = _build(trt, path, key, workspace=workspace, explicit_fp16=precision == "fp16")
+    data, built = _build(trt, path, key, workspace=workspace, explicit=precision != "auto")
     try:
         engine_path: Path | None = cache.store(key, path.stem, data, onnx_name=path.name,
                                                built_precision=built)
@@ -389,18 +558,20 @@ def _obtain(trt: Any, cp: Any, onnx_path: str | os.PathLike[str], *, precision: 
 
 def build_engines(onnx_paths: Iterable[str | os.PathLike[str]], *, precision: str = "auto",
                   cache_dir: str | os.PathLike[str] | None = None, max_batch: int = 16,
-                  force: bool = False, workspace: int = DEFAULT_WORKSPACE) -> list[Path]:
+                  force: bool = False, workspace: int = DEFAULT_WORKSPACE,
+                  spatial: Sequence[int] = DYNAMIC_SPATIAL) -> list[Path]:
     """Build (or find valid in the cache) the TensorRT engine of each ONNX file, for this GPU.
 
-    ``force`` rebuilds even when a valid cached engine exists. Returns the engine files, in order.
-    Raises :class:`BackendUnavailable` without TensorRT/CuPy/GPU, :class:`AssetError` for a missing
-    or corrupt ONNX file, :class:`EngineBuildError` when TensorRT fails.
+    ``force`` rebuilds even when a valid cached engine exists; ``spatial``: the (min, opt, max) px of
+    dynamic heights and widths. Returns the engine files, in order. Raises :class:`BackendUnavailable`
+    without TensorRT/CuPy/GPU, :class:`AssetError` for a missing ONNX file, :class:`EngineBuildError`
+    when TensorRT cannot parse or build it.
     """
     trt, cp = _import_runtime()
     paths = []
     for onnx_path in onnx_paths:
         got = _obtain(trt, cp, onnx_path, precision=precision, cache_dir=cache_dir,
-                      max_batch=max_batch, workspace=workspace, force=force)
+                      max_batch=max_batch, workspace=workspace, force=force, spatial=spatial)
         if got.path is None:
             raise EngineBuildError(f"the engine for {onnx_path} was built but could not be saved "
                                    f"in {EngineCache(cache_dir).directory}")
@@ -415,9 +586,10 @@ class TensorRTEngine(Engine):
     Runs on CuPy's current stream (when that is the legacy default stream, on a private stream
     ordered after and before it with events, since TensorRT must synchronise on the default stream).
     ``precision`` "auto" is fp16 on GPUs with fast FP16, else fp32 ("int8": a QDQ ONNX file); ``max_batch`` is the top of the
-    optimisation profile of the dynamic batch dimension (1 .. max_batch, tuned for min(4, max_batch)).
-    :attr:`precision` tells what the engine computes in: on TensorRT 11 an FP32 ONNX file gives an
-    FP32 engine whatever was asked (``key.precision`` keeps the request).
+    optimisation profile of the dynamic batch dimension (1 .. max_batch, tuned for min(4, max_batch));
+    ``spatial`` the (min, opt, max) px of dynamic heights and widths (:data:`DYNAMIC_SPATIAL`).
+    :attr:`precision` tells what the engine computes in (:func:`plan_build`): on TensorRT 11 an FP32 ONNX
+    file gives an FP32 engine whatever was asked (``key.precision`` keeps the request).
 
     Attributes beyond :class:`Engine`'s: ``key`` (:class:`EngineKey`), ``cache_path`` (the engine
     file, or None when the cache was not writable) and ``from_cache`` (False when this load built it).
@@ -428,13 +600,13 @@ class TensorRTEngine(Engine):
 
     def __init__(self, onnx_path: str | os.PathLike[str], *, precision: str = "auto",
                  cache_dir: str | os.PathLike[str] | None = None, max_batch: int = 16,
-                 workspace: int = DEFAULT_WORKSPACE) -> None:
+                 workspace: int = DEFAULT_WORKSPACE, spatial: Sequence[int] = DYNAMIC_SPATIAL) -> None:
         trt, cp = _import_runtime()
         self._cp = cp
         self._device_id = cp.cuda.Device().id
         path = onnx_file(onnx_path)
         options = dict(precision=precision, cache_dir=cache_dir, max_batch=max_batch,
-                       workspace=workspace)
+                       workspace=workspace, spatial=spatial)
         got = _obtain(trt, cp, path, force=False, **options)
         self._runtime = trt.Runtime(_logger(trt))
         self._engine = self._runtime.deserialize_cuda_engine(got.data)
@@ -481,13 +653,14 @@ class TensorRTEngine(Engine):
                 if not isinstance(array, np.ndarray) and array.device.id != self._device_id:
                     raise InputError(f"input {name!r} is on GPU {array.device.id}, this engine runs "
                                      f"on GPU {self._device_id}")
-                d = cp.ascontiguousarray(cp.asarray(array))
+                d = device_input(cp, array)  # a copy only when not C-contiguous or not 256-byte aligned
                 device_inputs.append(d)
                 if not context.set_input_shape(name, tuple(d.shape)):
+                    lo, _, hi = self.key.spatial.split("-")
                     raise InputError(f"TensorRT rejected shape {tuple(d.shape)} for input {name!r} "
                                      f"(engine built for {self.inputs[name].describe()}, batch up to "
-                                     f"{self.max_batch})")
-                context.set_tensor_address(name, d.data.ptr)
+                                     f"{self.max_batch}, dynamic height and width {lo}..{hi} px)")
+                check_bound(context.set_tensor_address(name, d.data.ptr), name, d.data.ptr, self.path)
             outputs = {}
             for name, spec in self.outputs.items():
                 shape = tuple(context.get_tensor_shape(name))
@@ -496,7 +669,7 @@ class TensorRTEngine(Engine):
                                            f"shape {shape}, which the TensorRT backend does not "
                                            f"support; use backend='cuda'")
                 out = cp.empty(shape, dtype=spec.dtype)
-                context.set_tensor_address(name, out.data.ptr)
+                check_bound(context.set_tensor_address(name, out.data.ptr), name, out.data.ptr, self.path)
                 outputs[name] = out
             if stream is not caller:
                 stream.wait_event(caller.record())
@@ -515,7 +688,9 @@ class TensorRTEngine(Engine):
 
 
 __all__ = [
-    "DEFAULT_WORKSPACE", "DYNAMIC", "EngineBuildError", "EngineCache", "EngineCacheWarning",
-    "EngineKey", "PRECISIONS", "SIDECAR_FORMAT", "TensorRTEngine", "build_engines", "check_record",
-    "default_cache_dir", "has_fast_fp16", "resolve_precision", "sha256_bytes", "sha256_file",
+    "DEFAULT_WORKSPACE", "DYNAMIC", "DYNAMIC_SPATIAL", "BuildPlan", "EngineBuildError", "EngineCache",
+    "EngineCacheWarning", "EngineKey", "LayerFacts", "PRECISIONS", "REDUCED_TYPES", "SIDECAR_FORMAT",
+    "TensorRTEngine", "build_engines", "check_bound", "check_record", "check_spatial", "default_cache_dir",
+    "has_fast_fp16", "optimisation_profile", "parser_error", "plan_build", "resolve_precision", "sha256_bytes",
+    "sha256_file",
 ]

@@ -14,8 +14,9 @@ conventions):
 3. **Resolve.** The winning triangle's barycentrics and depth are recomputed with the same float32 formula.
 
 The float32 formula uses only IEEE-754 round-to-nearest ``+ - * /`` in a fixed order and no fused
-multiply-add (Numba emits none without ``fastmath``; the CUDA source uses ``__fmul_rn`` and friends), so the
-CPU and CUDA results are **bit-for-bit equal**.
+multiply-add (Numba emits none without ``fastmath``; the CUDA source uses inline PTX ``add.rn.f32`` and
+friends, which neither fuse nor flush subnormals whatever ``-ftz`` CuPy compiles with), so the CPU and CUDA results
+are **bit-for-bit equal**, subnormal values included.
 """
 
 from __future__ import annotations

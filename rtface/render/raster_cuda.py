@@ -62,7 +62,10 @@ def rasterize_cuda(
 
     Shapes and conventions as :func:`rtface.render.rasterize` (height and width already validated).
     All work is queued on ``stream`` (default: CuPy's current stream); with NumPy inputs the results are
-    copied back to the host, which synchronises that stream.
+    copied back to the host, which synchronises that stream. A ``stream`` other than the current one is first
+    made to wait (an event, no host wait) for the work queued on the current stream, so CuPy inputs made there
+    (``cp.asarray`` copies included) are complete before the kernels read them; CuPy outputs are ready on
+    ``stream`` (synchronise it, or make your stream wait for it, before reading them elsewhere).
     """
     cp = _cupy()
     return_device = _is_cupy(vertices_px)
@@ -76,6 +79,10 @@ def rasterize_cuda(
     batch = int(vertices_px.shape[0]) if batched else 1
     num_vertices = int(vertices_px.shape[-2])
     ctx = stream if stream is not None else contextlib.nullcontext()
+    if stream is not None:
+        current = cp.cuda.get_current_stream()
+        if current.ptr != stream.ptr:
+            stream.wait_event(current.record())
     with ctx:
         if triangles.shape[0] and (check_indices or isinstance(triangles, np.ndarray)):
             check_index_range(*_index_span(cp, triangles), num_vertices)

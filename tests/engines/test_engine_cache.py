@@ -56,7 +56,7 @@ def test_key_hashes_the_onnx_file(onnx_file, key):
 def test_key_digest_depends_on_every_field(key):
     assert key.digest() == dataclasses.replace(key).digest()  # stable for equal keys
     changes = dict(onnx_sha256="0" * 64, tensorrt_version="11.0.0", gpu_name="NVIDIA L4",
-                   compute_capability="8.9", precision="fp32", max_batch=8)
+                   compute_capability="8.9", precision="fp32", max_batch=8, spatial="128-384-768")
     digests = {key.digest()}
     for field, value in changes.items():
         digests.add(dataclasses.replace(key, **{field: value}).digest())
@@ -101,6 +101,7 @@ def test_matching_record_is_accepted(key):
     ("onnx_sha256", "f" * 64, "different ONNX file"),
     ("precision", "fp32", "precision 'fp32'"),
     ("max_batch", 4, "max_batch 4"),
+    ("spatial", "64-128-256", "spatial '64-128-256'"),
 ])
 def test_mismatched_record_is_rejected(key, field, value, message):
     record = dataclasses.replace(key, **{field: value}).record(hashlib.sha256(ENGINE).hexdigest())

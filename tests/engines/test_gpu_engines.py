@@ -278,3 +278,80 @@ def test_build_engines_uses_and_fills_the_cache(cp, trt_cache, models, tmp_path)
     paths = build_engines([models["conv"], models["two"]], precision="fp32", cache_dir=cache)
     assert paths[0] == cached and cached.stat().st_mtime_ns == before
     assert paths[1].exists() and paths[1].with_suffix(".json").exists()
+
+
+# -- the shipped networks, built by TensorRT at every precision, against ONNX Runtime on the CPU -----------------
+
+@pytest.fixture(scope="module")
+def real_faces():
+    from tests.conftest import shared
+
+    shared("ict-facekit/FaceXModel.tar.xz")
+    shared("yunet/face_detection_yunet_2023mar.onnx")
+    from benchmarks.gpu_inputs import real_faces as find
+
+    return find(6)
+
+
+def _sizes(inputs):
+    from benchmarks.gpu_inputs import input_size
+    from rtface.engines.tensorrt import DYNAMIC_SPATIAL
+    from rtface.errors import InputError
+
+    try:
+        return [input_size(inputs)]
+    except InputError:  # a FineNet at the face's own resolution: the ends and the middle of the profile
+        return list(DYNAMIC_SPATIAL)
+
+
+@pytest.mark.gpu("tensorrt")
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("key", ["coarse", "fine"])
+def test_shipped_network_tensorrt_matches_onnxruntime(cp, key, precision, real_faces, face_model):
+    """Findings 1 and 4: each shipped network built by TensorRT (FP16 really FP16 where TensorRT has the flag)
+    agrees with ONNX Runtime on the CPU running the same file, on real crops, within the precision's tolerance."""
+    import tensorrt
+
+    from benchmarks.gpu_check import TOLERANCES, compare_outputs, onnx_for, within
+    from benchmarks.gpu_inputs import network_feeds
+    from rtface.contour import Contour
+
+    path = onnx_for(key, precision)
+    with load_engine(path, backend="tensorrt", precision=precision) as engine, \
+            load_engine(path, backend="cpu") as reference:
+        expected = precision if precision != "fp16" or hasattr(tensorrt.BuilderFlag, "FP16") else "fp32"
+        assert engine.precision == expected
+        for size in _sizes(engine.inputs):
+            feeds = network_feeds(engine.inputs, real_faces, face_model, size=size)
+            m = compare_outputs(key, reference.run(feeds), engine.run(feeds), feeds, Contour(face_model))
+            tol = {k: v for k, v in TOLERANCES[precision].items() if k in m}
+            assert within(m, tol), (size, m, tol)
+
+
+@pytest.mark.gpu("cuda")
+@pytest.mark.parametrize("key", ["coarse", "fine"])
+def test_shipped_network_onnxruntime_cuda_matches_cpu(cp, key, real_faces, face_model):
+    from benchmarks.gpu_check import TOLERANCES, compare_outputs, onnx_for, within
+    from benchmarks.gpu_inputs import network_feeds
+    from rtface.contour import Contour
+
+    path = onnx_for(key, "fp32")
+    with load_engine(path, backend="cuda") as engine, load_engine(path, backend="cpu") as reference:
+        for size in _sizes(engine.inputs):
+            feeds = network_feeds(engine.inputs, real_faces, face_model, size=size)
+            m = compare_outputs(key, reference.run(feeds), engine.run(feeds), feeds, Contour(face_model))
+            assert within(m, {k: v for k, v in TOLERANCES["fp32"].items() if k in m}), (size, m)
+
+
+@pytest.mark.gpu("tensorrt")
+def test_tensorrt_binds_offset_views(cp, trt, models, tmp_path):
+    """Finding 6: a view that starts inside an allocation (``params[1:]``: 24 bytes in) is not 256-byte aligned;
+    the engine copies it instead of handing TensorRT an address it refuses (or a stale one)."""
+    params, offset, _ = _two_output_feeds(cp, 5)
+    device = cp.asarray(params)
+    view = device[1:]
+    assert view.data.ptr % 256 != 0
+    with load_engine(models["two"], backend="tensorrt", precision="fp32", cache_dir=tmp_path) as engine:
+        out = engine.run({"params": view, "offset": cp.asarray(offset[1:])})
+    np.testing.assert_allclose(cp.asnumpy(out["doubled"]), 2 * params[1:], rtol=1e-6)
+    np.testing.assert_allclose(cp.asnumpy(out["total"]), params[1:].sum(1) + offset[1:], rtol=1e-5, atol=1e-5)

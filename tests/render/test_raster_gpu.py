@@ -74,6 +74,8 @@ def test_cuda_equals_cpu_on_the_face_mesh(face_model, size):
 
 
 def test_cupy_in_cupy_out_on_a_stream():
+    """Finding 10: the inputs are copied on the current (legacy default) stream and the kernels run on a
+    non-blocking stream, which is not ordered after it by CUDA; ``rasterize`` orders it (an event) itself."""
     cp = pytest.importorskip("cupy")
     rng = np.random.default_rng(9)
     verts, tris = random_mesh(rng, 2, 100, 150, 40, 40)
@@ -97,3 +99,16 @@ def test_cuda_rejects_out_of_range_indices_and_handles_empty_meshes():
         rasterize(cp.zeros((4, 3), cp.float32), cp.asarray([[0, 1, 4]], cp.int32), 8, 8)
     r = rasterize(cp.zeros((0, 3), cp.float32), cp.zeros((0, 3), cp.int32), 8, 8)
     assert not r.mask.any().item() and (r.triangle == -1).all().item()
+
+
+def test_cuda_equals_cpu_with_subnormal_depths():
+    """Finding 9: CuPy compiles with -ftz=true; the kernel's float arithmetic is inline PTX that keeps subnormals,
+    so depths and barycentrics of subnormal size agree with the Numba twin bit for bit too."""
+    from tests.render.test_kernel_ptx import subnormal_mesh
+
+    verts, tris = subnormal_mesh()
+    gpu = rasterize(verts, tris, 16, 16, backend="cuda")
+    cpu = rasterize(verts, tris, 16, 16, backend="cpu")
+    tiny = np.finfo(np.float32).tiny
+    assert ((np.abs(cpu.depth) > 0) & (np.abs(cpu.depth) < tiny)).any()
+    assert_same(gpu, cpu)

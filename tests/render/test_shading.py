@@ -227,6 +227,7 @@ def test_bad_inputs_raise_input_error():
         shading.mesh_normals(np.zeros((5, 3)), np.zeros((2, 3), np.float32))
 
 
+@pytest.mark.gpu
 def test_cupy_arrays_stay_on_device():
     cupy = pytest.importorskip("cupy")
     from rtface._optional import cuda_available

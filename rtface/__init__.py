@@ -8,6 +8,8 @@ Public API::
 
     for frame in rtface.stream("talk.mp4"): ...
     result = rtface.reconstruct(image)
+    rtface.batch(["videos/", "more.mp4"], out="results/")   # many inputs, one archive each, on Ray
+    clip = rtface.load("results/talk.npz")
     model = rtface.FaceModel.load()
     r = rtface.render.rasterize(vertices_px, triangles, height, width)
 """
@@ -27,10 +29,14 @@ _LAZY = {
     "FrameResult": ("rtface.results", "FrameResult"),
     "FaceResult": ("rtface.results", "FaceResult"),
     "render": ("rtface.render", None),
+    "batch": ("rtface.batching.driver", "batch"),
+    "load": ("rtface.archive", "load"),
 }
 
 if TYPE_CHECKING:
     from . import render
+    from .archive import load
+    from .batching.driver import batch
     from .face_model import FaceModel
     from .pipeline import Pipeline, reconstruct, stream
     from .results import FaceResult, FrameResult

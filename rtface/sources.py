@@ -43,8 +43,8 @@ import numpy as np
 
 from .errors import InputError, SourceError
 
-__all__ = ["Frame", "FrameSource", "SourceWarning", "default_decode_threads", "open_source", "to_bgr",
-           "IMAGE_EXTENSIONS"]
+__all__ = ["Frame", "FrameSource", "SourceWarning", "av_frame_bgr", "default_decode_threads", "open_source",
+           "to_bgr", "IMAGE_EXTENSIONS"]
 
 #: File name extensions read as still images (cv2.imdecode); everything else goes to PyAV.
 IMAGE_EXTENSIONS = frozenset(
@@ -660,6 +660,16 @@ def _open_cv2_capture(index: int, *, name: str, live: bool, queue_size: int,
                        live=live, num_frames=None, queue_size=queue_size)
 
 
+def av_frame_bgr(vframe: Any) -> np.ndarray:
+    """A decoded PyAV video frame as (H, W, 3) uint8 BGR, C-contiguous, upright (its display rotation applied)."""
+    image = vframe.to_ndarray(format="bgr24")  # honours the frame's colour matrix/range
+    rotation = getattr(vframe, "rotation", 0) or 0
+    if rotation:
+        # Display matrix: rotate counter-clockwise by `rotation` degrees to display upright.
+        image = np.rot90(image, k=int(round(rotation / 90.0)) % 4)
+    return np.ascontiguousarray(image)
+
+
 def default_decode_threads() -> int:
     """FFmpeg decoder threads for files: one fewer than the physical cores, at least 1.
 
@@ -768,12 +778,7 @@ def _open_av(target: str, *, name: str, live: bool, queue_size: int, realtime: b
                         corrupt += 1
                         if first_error_at is None:
                             first_error_at = index
-                    image = vframe.to_ndarray(format="bgr24")  # honours the frame's colour matrix/range
-                    rotation = getattr(vframe, "rotation", 0) or 0
-                    if rotation:
-                        # Display matrix: rotate counter-clockwise by `rotation` degrees to display upright.
-                        image = np.rot90(image, k=int(round(rotation / 90.0)) % 4)
-                    image = np.ascontiguousarray(image)
+                    image = av_frame_bgr(vframe)
                     if vframe.pts is not None and time_base is not None:
                         stream_ts = float((vframe.pts - (start_pts or 0)) * time_base)
                     else:

@@ -82,12 +82,17 @@ class Contour:
         return self.select(x)
 
 
-    def project_landmarks(self, identity: np.ndarray, expression: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    def project_landmarks(self, identity: np.ndarray, expression: np.ndarray, pose: np.ndarray,
+                          fixed: bool = False) -> np.ndarray:
         """``(N, 68, 2)`` image landmarks (x, y px) of N parameter sets: identity (N, Ki), expression (N, Ke) and
-        pose vectors (N, 6) in that image; only the landmark and contour vertices are computed, jaw marched."""
+        pose vectors (N, 6) in that image; only the landmark and contour vertices are computed. Jaw marched to
+        the silhouette (300-W convention), or with ``fixed=True`` the fixed landmark vertices (3D-consistent
+        convention, ``FaceResult.landmarks3d``)."""
         coeffs = np.concatenate([np.asarray(identity, np.float64), np.asarray(expression, np.float64)], 1)
         verts = self._mean_vs + np.tensordot(coeffs, self._basis_vs, 1)  # (N, n, 3)
         p = project(verts, np.asarray(pose, np.float64))
+        if fixed:
+            return p[:, np.searchsorted(self.vertex_set, self.landmarks), :2].astype(np.float64)
         ids = np.searchsorted(self.vertex_set, self.select_batch(p[..., 0]))
         return np.take_along_axis(p[..., :2], ids[..., None], axis=1).astype(np.float64)
 

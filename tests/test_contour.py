@@ -46,3 +46,24 @@ def test_turned_face_jaw_lies_on_the_silhouette(face_model):
     # batch selection agrees with the single one
     sub = project(verts[c.vertex_set], pose)[:, 0]
     assert (c.select_batch(sub[None])[0] == ids).all()
+
+
+def test_project_landmarks_both_conventions(face_model):
+    """``fixed=True`` projects the fixed landmark vertices (3D-consistent); the default marches the jaw. They agree
+    on the inner points at any pose and on the jaw of a frontal face; turned, the far jaw differs."""
+    from rtface.camera import project
+    from rtface.contour import Contour
+
+    c = Contour(face_model)
+    rng = np.random.default_rng(0)
+    ident = rng.normal(size=(2, face_model.num_identity)) * 0.5
+    expr = np.zeros((2, face_model.num_expression))
+    poses = np.array([[0, 0, 0, 5.0, 100, 100], [0.1, np.deg2rad(60), 0.05, 5.0, 100, 100]])
+    fixed = c.project_landmarks(ident, expr, poses, fixed=True)
+    marched = c.project_landmarks(ident, expr, poses)
+    for i in range(2):
+        verts = face_model.vertices(ident[i], expr[i])
+        assert np.allclose(fixed[i], project(verts, poses[i])[face_model.landmarks, :2], atol=1e-6)
+    assert np.allclose(fixed[:, 17:], marched[:, 17:])
+    assert np.abs(fixed[0, :17] - marched[0, :17]).max() < 1.0
+    assert np.abs(fixed[1, :17] - marched[1, :17]).max() > 5.0

@@ -10,15 +10,6 @@ from benchmarks.realfaces import landmark_fit_depths, measure_set, run_networks
 
 
 @pytest.fixture(scope="module")
-def nets(face_model):
-    from rtface.networks import load_networks
-
-    n = load_networks(None, backend="cpu", face_model_hash=face_model.hash, threads=1)
-    yield n
-    n.close()
-
-
-@pytest.fixture(scope="module")
 def tiny_crops(tiny_set, nets):
     """The tiny set's detected faces cropped like the pipeline: crops, names, transforms image -> crop."""
     from rtface.camera import warp_to_crop

@@ -1,11 +1,12 @@
 """The README's picture: a portrait, its coarse depth and its fine depth rendered as shaded surfaces.
 
-``python -m benchmarks.figure IMAGE [IMAGE ...] --out docs/portraits.png [--size 256] [--weights DIR]``
+``python -m benchmarks.figure IMAGE [IMAGE ...] --out docs/portraits.png [--size 0] [--weights DIR]``
 
-One row per image: the face crop the networks see | coarse depth (3DMM, shaded) | fine depth (shaded) |
-fine - coarse (everything the FineNet changes, blue = into the skin, red = out, +-2 mm) | its detail: the
-high-pass of fine - coarse below 5 mm (``benchmarks.detailsets.highpass``, the detail benchmark's scale; +-0.5
-mm), without the smooth corrections of the 3DMM's shape | fine depth in colour.
+One row per image (a picture, or a video as ``clip.mp4@FRAME``): the face's detail crop (the square the
+FineNet sees, at the face's own resolution, :mod:`rtface.detail`) | coarse depth (3DMM, shaded) | fine depth
+(shaded) | fine - coarse (everything the FineNet adds, blue = into the skin, red = out, +-1 mm) | its part below
+2 mm (the high-pass of the detail measure, :mod:`benchmarks.relief`; +-0.3 mm) | fine depth in colour. Tiles
+are shown at the detail resolution (``--size 0``, the default) or scaled to ``--size`` px.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .detailsets import HIGHPASS_MM, highpass
+from .relief import HIGHPASS_MM, gaussian_highpass
 
 
 def detail_map(fine: np.ndarray, coarse: np.ndarray, mask: np.ndarray, mm_per_px: float,
@@ -25,7 +26,7 @@ def detail_map(fine: np.ndarray, coarse: np.ndarray, mask: np.ndarray, mm_per_px
     +-``limit_mm`` (blue negative, red positive)."""
     d = np.where(mask, (fine - coarse) * mm_per_px, 0.0)
     if highpass_mm is not None:
-        d = highpass(d, mask, highpass_mm / mm_per_px)
+        d = gaussian_highpass(d, mask, highpass_mm / mm_per_px)
     d = d / limit_mm
     d = np.clip(d, -1.0, 1.0)
     out = np.full(d.shape + (3,), 255, np.float32)
@@ -49,13 +50,33 @@ def face_row(image: np.ndarray, size: int, pipeline) -> np.ndarray | None:
     s = face.depth.shape[0]
     crop = warp_to_crop(image, face.frame_to_crop, s)
     tiles = [crop, shade_depth(face.coarse_depth, face.mask), shade_depth(face.depth, face.mask),
-             detail_map(face.depth, face.coarse_depth, face.mask, face.mm_per_pixel, limit_mm=2.0),
-             detail_map(face.depth, face.coarse_depth, face.mask, face.mm_per_pixel, limit_mm=0.5,
+             detail_map(face.depth, face.coarse_depth, face.mask, face.mm_per_pixel, limit_mm=1.0),
+             detail_map(face.depth, face.coarse_depth, face.mask, face.mm_per_pixel, limit_mm=0.3,
                         highpass_mm=HIGHPASS_MM),
              colorize_depth(face.depth, face.mask)]
-    tiles = [cv2.resize(t, (size, size), interpolation=cv2.INTER_LINEAR) for t in tiles]
+    if size:
+        tiles = [cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA if size < s else cv2.INTER_LINEAR)
+                 for t in tiles]
     labels = ["input crop", "coarse (3DMM)", "fine", "fine - coarse", f"< {HIGHPASS_MM:g} mm", "depth"]
     return side_by_side(*tiles, labels=labels)
+
+
+def read_picture(path: str) -> np.ndarray | None:
+    """A picture file, or frame N of a video given as ``clip.mp4@N``; None if unreadable."""
+    import cv2
+
+    if "@" in path and not Path(path).exists():
+        import av
+
+        video, _, n = path.rpartition("@")
+        if not n.isdigit() or not Path(video).is_file():
+            return None
+        with av.open(video) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i == int(n):
+                    return frame.to_ndarray(format="bgr24")
+        return None
+    return cv2.imread(path, cv2.IMREAD_COLOR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.figure", description=__doc__.split("\n")[0])
     ap.add_argument("images", nargs="+")
     ap.add_argument("--out", default="docs/portraits.png")
-    ap.add_argument("--size", type=int, default=256, help="tile side in pixels")
+    ap.add_argument("--size", type=int, default=0, help="tile side in pixels (0: the face's detail resolution)")
     ap.add_argument("--weights", help="weights folder (default: the package's rtface/weights)")
     args = ap.parse_args(argv)
     pipe = Pipeline(args.weights, backend="cpu")
     rows = []
+    size = args.size
     for path in args.images:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        image = read_picture(path)
         if image is None:
             print(f"error: cannot read {path} as an image", file=sys.stderr)
             return 2
@@ -86,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    width = max(r.shape[1] for r in rows)  # rows at their faces' own resolutions: padded to the widest
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     cv2.imwrite(str(out), np.concatenate(rows, axis=0))
     print(f"wrote {out}")
     pipe.close()

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks fps [--video PATH ...] [--backends cpu,cuda,tensorrt] [--precision auto|fp32|fp16|int8]
 [--settings 1,4] [--size WxH] [--frames N] [--warmup N] [--threads N] [--decode-threads N]
-[--detect-every N] [--no-mediapipe] [--mediapipe-model FILE] [--json PATH]``
+[--detect-every N] [--sync-stages] [--no-mediapipe] [--mediapipe-model FILE] [--json PATH]``
 
 Videos: ``--video`` (any file FFmpeg reads, any size) or every ``*.mp4`` in ``$RTFACE_ASSETS/video``.
 Settings, per video and backend:
@@ -28,6 +28,12 @@ in the same run, decoded by the same threaded reader, BGR -> RGB (what it needs)
 = the setting's faces; the table prints rtface's FPS over MediaPipe's. MediaPipe gives sparse 3D landmarks
 (468 points), no depth map. Versions up to 0.10.21 have the ``solutions.face_mesh`` API used here; for later
 versions (Tasks API) pass the ``face_landmarker.task`` model file with ``--mediapipe-model``.
+
+GPU backends queue their stages on one CUDA stream: without ``--sync-stages`` the GPU stage columns measure
+kernel launches and the GPU work lands in ``coarse`` and ``fine`` (the stages that read results back; the FPS and
+``total`` are right). ``--sync-stages`` (``Pipeline(sync_timings=True)``) waits for the GPU at every stage
+boundary, so each column is its stage's own time, at some cost in FPS; ``python -m benchmarks gpu-check`` reports
+both (FPS unsynchronised, stages from a synchronised run).
 
 The table names the machine (CPU model, physical cores, ONNX Runtime and decoder threads, GPU).
 """
@@ -67,9 +73,10 @@ def probe(path: Path) -> dict[str, Any]:
 
 
 def reencode(path: Path, out: Path, *, size: tuple[int, int] | None = None, tile: bool = False,
-             max_frames: int | None = None) -> Path:
+             max_frames: int | None = None, start: int = 0, faststart: bool = False) -> Path:
     """Write ``path`` to ``out`` (H.264, CRF 18, same rate): resized to ``size`` (w, h) and/or tiled 2 x 2
-    (four copies at half size: the frame size stays)."""
+    (four copies at half size: the frame size stays); ``max_frames`` frames from frame ``start``; ``faststart``:
+    the MP4 index before the data (a cut copy still lists every frame)."""
     import av
     import cv2
 
@@ -78,13 +85,15 @@ def reencode(path: Path, out: Path, *, size: tuple[int, int] | None = None, tile
     info = probe(path)
     w, h = size or (info["width"], info["height"])
     w, h = w // 4 * 4, h // 4 * 4
-    with av.open(str(out), "w") as dst:
+    with av.open(str(out), "w", options={"movflags": "faststart"} if faststart else {}) as dst:
         st = dst.add_stream("libx264", rate=int(round(info["fps"])))
         st.width, st.height, st.pix_fmt = w, h, "yuv420p"
         st.options = {"crf": "18", "preset": "veryfast"}
         with open_source(path) as src:
             for k, f in enumerate(src):
-                if max_frames is not None and k >= max_frames:
+                if k < start:
+                    continue
+                if max_frames is not None and k - start >= max_frames:
                     break
                 img = f.image
                 if tile:
@@ -220,6 +229,9 @@ def format_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     lines.append("ms per frame (means over the timed frames). FPS = frames / wall time of the whole stream, decode "
                  "and depth read included; frame = mean wall time between results; sum = the stage columns, which "
                  "add up to the frame time; decode = the reader thread's time per frame, overlapped (not in the sum).")
+    if any(r["backend"] != "cpu" and not r.get("sync_stages") for r in rows):
+        lines.append("note: GPU rows without --sync-stages: their crop/feedback/mesh/render columns are launch times, "
+                     "the GPU work shows in coarse and fine")
     odd = [r for r in rows if abs(r["sum_ms"] - r["frame_ms"]) > 0.1 * r["frame_ms"]]
     if odd:
         lines.append(f"note: stage sum and frame time differ by more than 10 % in {len(odd)} row(s)")
@@ -264,10 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detect-every", type=int, default=None, help="detector period in frames")
     p.add_argument("--size", type=_size, default=None, metavar="WxH",
                    help="re-encode each video at this frame size first (e.g. 1920x1080 from a 720p clip)")
+    p.add_argument("--sync-stages", action="store_true",
+                   help="GPU backends: wait for the GPU at each stage boundary (per-stage GPU time; lowers FPS)")
     p.add_argument("--no-mediapipe", action="store_true", help="skip the MediaPipe comparison")
     p.add_argument("--mediapipe-model", type=Path, help="face_landmarker.task for MediaPipe's Tasks API")
     p.add_argument("--weights", action="append", default=None, metavar="DIR",
                    help="weights folder (repeatable: each runs on the same clips, side by side; default: shipped)")
+    p.add_argument("--detail-cap", type=int, default=None, metavar="PX",
+                   help="the pipeline's detail cap (rtface.detail; default: the stream default)")
     p.add_argument("--json", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
 
@@ -289,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     info["decode_threads"] = args.decode_threads or default_decode_threads()
     kw = {} if args.detect_every is None else {"detect_every": args.detect_every}
+    if args.detail_cap is not None:
+        kw["detail_cap"] = args.detail_cap
+    if args.sync_stages:
+        kw["sync_timings"] = True
     rows = []
     with tempfile.TemporaryDirectory(prefix="rtface-fps-") as tmp:
         for v in videos:
@@ -307,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                 for b, w in [(b, w) for b in backends for w in (args.weights or [None])]:
                     r = run_rtface(clip, b, faces, args.frames, args.warmup, precision=args.precision,
                                    threads=args.threads, decode_threads=args.decode_threads, weights=w, **kw)
-                    r.update(video=v.name, setting=f"{faces} face" + ("s" if faces > 1 else ""),
+                    r.update(sync_stages=bool(args.sync_stages), video=v.name,
+                             setting=f"{faces} face" + ("s" if faces > 1 else ""),
                              size=f"{size['width']}x{size['height']}", mediapipe=mp_result, weights=w or "shipped")
                     rows.append(r)
                     extra = ""

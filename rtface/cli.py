@@ -5,6 +5,8 @@
     rtface stream SRC [--out depth.mp4|depth.png] [--out-size 1920|WxH|full] [--save DIR [--meshes]]
                       [--backend auto|cpu|cuda|tensorrt] [--show] [--max-faces N] [--max-frames N]
                       [--detect-every N] [--no-smoothing] [--views N] [--assets DIR]
+    rtface batch INPUT... --out DIR [--address ADDR] [--workers N] [--cpus-per-task N] [--gpus-per-task F]
+                 [--segment SECONDS] [--overlap SECONDS] [--force] [--quiet] [--backend ...] [--max-frames N] ...
     rtface demo [--out DIR] [--frames N] [--backend ...]
     rtface bench [BENCHMARK] [ARGS...]   (python -m benchmarks ..., from a source checkout)
     rtface build-engines [--precision auto|fp16|fp32|int8]
@@ -28,14 +30,23 @@ from .errors import InputError, RtfaceError
 BACKENDS = ("auto", "cpu", "cuda", "tensorrt")
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _integer(minimum: int, what: str):
+    """An argparse type: an int of at least ``minimum`` (``what`` names it in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
+        return v
+
+    return parse
+
+
+_positive = _integer(1, "a positive integer")
+_non_negative = _integer(0, "a non-negative integer")
 
 
 def _source(text: str):
@@ -68,21 +79,35 @@ def _parser() -> argparse.ArgumentParser:
                         "default 1920 wide")
     s.add_argument("--save", metavar="DIR", help="write per-frame .npz files (depth, landmarks, pose...) into DIR")
     s.add_argument("--meshes", action="store_true", help="with --save: also a .ply mesh per face and frame")
-    s.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: auto)")
-    s.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
-                   help="network precision (default: auto: INT8 on the CPU where shipped, FP16 TensorRT where fast)")
     s.add_argument("--show", action="store_true", help="live preview window (needs a display)")
-    s.add_argument("--max-faces", metavar="N", type=_positive, default=4, help="faces per frame at most (default: 4)")
-    s.add_argument("--max-frames", metavar="N", type=_positive, default=None, help="stop after N frames")
-    s.add_argument("--detect-every", metavar="N", type=_positive, default=None, help="detector period in frames")
-    s.add_argument("--no-smoothing", action="store_true", help="turn the One-Euro smoothing off")
-    s.add_argument("--no-feedback", action="store_true", help="do not feed the previous estimate back")
-    s.add_argument("--views", metavar="N", type=_positive, default=None,
-                   help="CoarseNet views per face, 1-6 (the crop, its mirror, tighter crops; more is more accurate "
-                        "and slower); default: 6 for a single image, 1 for video")
-    s.add_argument("--weights", metavar="DIR", help="weights folder (default: the shipped weights)")
     s.add_argument("--live", action="store_true", default=None, help="treat the source as live (drop stale frames)")
-    s.add_argument("--assets", metavar="DIR", dest="assets_sub", help=argparse.SUPPRESS)
+    _pipeline_options(s)
+
+    b = sub.add_parser("batch", help="reconstruct many videos and images (folders, patterns, lists) into one "
+                                     "archive each, on Ray")
+    b.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video or image files, folders (recursively), glob patterns ('clips/**/*.mp4'), URLs, or "
+                        "text lists (.txt/.lst/.list: one a line, # comments)")
+    b.add_argument("--out", metavar="DIR", required=True,
+                   help="output folder: one archive NAME.npz per input (read with rtface.load) and manifest.jsonl")
+    b.add_argument("--address", metavar="ADDR",
+                   help="join an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start a local "
+                        "Ray on this machine)")
+    b.add_argument("--workers", metavar="N", type=_non_negative, default=None,
+                   help="tasks at once (default: one per --cpus-per-task CPUs of the cluster); 0: no Ray, one process")
+    b.add_argument("--cpus-per-task", metavar="N", type=_positive, default=1,
+                   help="CPU threads of each task (default: 1)")
+    b.add_argument("--gpus-per-task", metavar="F", type=float, default=0.0,
+                   help="GPUs of each task, a fraction shares one (e.g. 0.25; default: 0)")
+    b.add_argument("--segment", metavar="SECONDS", type=float, default=60.0,
+                   help="videos longer than 1.5x this are split into segments processed side by side (default: 60; "
+                        "0: never split)")
+    b.add_argument("--overlap", metavar="SECONDS", type=float, default=4.0,
+                   help="warm-up before each segment: the tracker and the smoothing start this early (default: 4)")
+    b.add_argument("--force", action="store_true", help="redo inputs the manifest has as done (default: skip them)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar and no summary (the exit code and the "
+                                                        "manifest tell: 0 all done, 1 some failed)")
+    _pipeline_options(b)
 
     d = sub.add_parser("demo", help="run on a built-in synthetic talking face, write demo.mp4")
     d.add_argument("--out", metavar="DIR", default="rtface-demo",
@@ -107,6 +132,26 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--no-verify", action="store_true", help=argparse.SUPPRESS)  # old name of the quick default
     a.add_argument("--assets", metavar="DIR", dest="assets_sub", help=argparse.SUPPRESS)
     return p
+
+
+def _pipeline_options(s: argparse.ArgumentParser) -> None:
+    """The pipeline's options, shared by ``stream`` and ``batch``."""
+    s.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend (default: auto)")
+    s.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                   help="network precision (default: auto: INT8 on the CPU where shipped, FP16 TensorRT where fast)")
+    s.add_argument("--max-faces", metavar="N", type=_positive, default=4, help="faces per frame at most (default: 4)")
+    s.add_argument("--max-frames", metavar="N", type=_positive, default=None, help="stop after N frames")
+    s.add_argument("--detect-every", metavar="N", type=_positive, default=None, help="detector period in frames")
+    s.add_argument("--no-smoothing", action="store_true", help="turn the One-Euro smoothing off")
+    s.add_argument("--no-feedback", action="store_true", help="do not feed the previous estimate back")
+    s.add_argument("--views", metavar="N", type=_positive, default=None,
+                   help="CoarseNet views per face, 1-6 (the crop, its mirror, tighter crops; more is more accurate "
+                        "and slower); default: 6 for a single image, 1 for video")
+    s.add_argument("--detail-cap", metavar="PX", type=_positive, default=None,
+                   help="largest detail resolution, px a side (multiple of 16, 128-512): the FineNet runs at each "
+                        "face's own resolution up to this; default: 384 for a single image, 256 for video")
+    s.add_argument("--weights", metavar="DIR", help="weights folder (default: the shipped weights)")
+    s.add_argument("--assets", metavar="DIR", dest="assets_sub", help=argparse.SUPPRESS)
 
 
 def _fmt_ms(timings_sum: dict, n: int) -> str:
@@ -149,7 +194,8 @@ def cmd_stream(args) -> int:
     preview = PreviewWindow() if args.show else None  # fails early and clearly when headless
     pipe = Pipeline(args.weights, backend=args.backend, max_faces=args.max_faces,
                     detect_every=args.detect_every or DETECT_EVERY, smoothing=not args.no_smoothing,
-                    feedback=False if args.no_feedback else None, precision=args.precision, views=args.views)
+                    feedback=False if args.no_feedback else None, precision=args.precision, views=args.views,
+                    detail_cap=args.detail_cap)
     src_kw = {} if args.live is None else {"live": True}
     source = open_source(_source(args.src), **src_kw)
     single_image = not source.live and source.num_frames == 1
@@ -235,6 +281,21 @@ def cmd_stream(args) -> int:
         print("note: the shipped weights are untrained placeholders; the depth is not meaningful yet",
               file=sys.stderr)
     return 0
+
+
+def cmd_batch(args) -> int:
+    from .batching.driver import batch
+
+    result = batch(args.inputs, args.out, address=args.address, workers=args.workers,
+                   cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, force=args.force,
+                   progress=not args.quiet, max_frames=args.max_frames, segment=args.segment or None,
+                   overlap=args.overlap, backend=args.backend, precision=args.precision, max_faces=args.max_faces,
+                   detect_every=args.detect_every, smoothing=not args.no_smoothing,
+                   feedback=False if args.no_feedback else None, views=args.views, detail_cap=args.detail_cap,
+                   weights=args.weights)
+    if not args.quiet:
+        print(result.summary())
+    return 0 if result.ok else 1
 
 
 def cmd_demo(args) -> int:
@@ -329,8 +390,8 @@ def cmd_assets(args) -> int:
     return code
 
 
-COMMANDS = {"stream": cmd_stream, "demo": cmd_demo, "bench": cmd_bench, "build-engines": cmd_build_engines,
-            "assets": cmd_assets}
+COMMANDS = {"stream": cmd_stream, "batch": cmd_batch, "demo": cmd_demo, "bench": cmd_bench,
+            "build-engines": cmd_build_engines, "assets": cmd_assets}
 
 
 def main(argv: list[str] | None = None) -> int:

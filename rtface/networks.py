@@ -17,7 +17,10 @@ INT8: a network's manifest entry may carry an ``"int8"`` entry (written by ``pyt
 
 (manifest format 1 still: readers that do not know the key ignore it). ``precision="int8"`` loads those QDQ
 files on any backend; ``precision="auto"`` loads them on the CPU backend when both networks have one made
-from the current FP32 file, and the FP32 files everywhere else (the GPU path is unchanged).
+from the current FP32 file, and the FP32 files everywhere else (the GPU path is unchanged). An INT8 entry with
+``"auto": false`` is kept for ``precision="int8"`` only: ``"auto"`` runs that network's FP32 file (the detail
+FineNet: its INT8 copy is slower on a CPU, its layers too small for the QDQ overhead to pay; the entry's
+``"auto_why"`` says what was measured).
 
 CoarseNet comes in two kinds: with a ``feedback`` input (the paper's input rendering layer: the previous
 estimate rendered into the crop) or image only; :attr:`CoarseNet.takes_feedback` says which.
@@ -224,17 +227,34 @@ class CoarseNet(_Network):
 
 
 class FineNet(_Network):
-    """Detail network: ``run(images, coarse_depth, mask) -> depth (N, S, S)`` in crop pixels."""
+    """Detail network: ``run(images (N,3,D,D), coarse_depth (N,D,D), mask (N,D,D)) -> depth (N, D, D)``, depth in
+    pixels of the maps. A fully convolutional FineNet (:attr:`any_size`, the manifest's ``"resolution": "any"``)
+    takes any D that is a multiple of ``multiple`` (:mod:`rtface.detail`); an older one only the crop size S."""
+
+    def __init__(self, engine, size: int, variant: str, any_size: bool = False, multiple: int = 1):
+        super().__init__(engine, size, variant)
+        self.any_size = bool(any_size)
+        self.multiple = int(multiple)
 
     def run(self, images: Any, coarse_depth: Any, mask: Any) -> Any:
         s = self.size
+        if self.any_size:
+            s = int(images.shape[-1]) if len(images.shape) == 4 else -1
+            if s < 32 or s % self.multiple:
+                raise InputError(f"FineNet: images must have shape (N, 3, D, D) with D a multiple of "
+                                 f"{self.multiple} (at least 32), got {tuple(images.shape)}")
         _check_images(images, s, "FineNet")
         xp = _xp(images)
         n = images.shape[0]
         d = _as_map(coarse_depth, n, s, "coarse_depth", xp)
         m = _as_map(mask, n, s, "mask", xp)
-        out = self.engine.run({"image": images, "coarse_depth": d, "mask": m})["depth"]
-        return out.reshape(n, s, s)
+        if not bool(xp.isfinite(d).all()):
+            raise InputError("FineNet: the coarse depth holds NaN or infinite values (a broken fit); the pipeline "
+                             "renders such a face as empty, callers should do the same")
+        out = self.engine.run({"image": images, "coarse_depth": d, "mask": m})
+        if "relief" in out:  # the relief is added here, in float32 whatever the engine computes in
+            return (d + out["relief"]).reshape(n, s, s)
+        return out["depth"].reshape(n, s, s)
 
 
 @dataclass
@@ -290,11 +310,14 @@ def load_networks(directory: str | os.PathLike | None = None, backend: str = "au
     engines = {}
     for key in ("coarse", "fine"):
         entry = manifest["networks"][key]
-        file = entry[INT8]["file"] if int8 else entry["file"]
-        engines[key] = load_engine(d / file, backend=backend, precision="int8" if int8 else precision,
+        q = int8 and (precision == "int8" or entry[INT8].get("auto", True))
+        file = entry[INT8]["file"] if q else entry["file"]
+        engines[key] = load_engine(d / file, backend=backend, precision="int8" if q else precision,
                                    threads=threads, cache_dir=cache_dir, max_batch=max_batch)
     return Networks(CoarseNet(engines["coarse"], size, manifest["variant"]),
-                    FineNet(engines["fine"], size, manifest["variant"]), manifest)
+                    FineNet(engines["fine"], size, manifest["variant"],
+                            any_size=manifest["networks"]["fine"].get("resolution") == "any",
+                            multiple=int(manifest["networks"]["fine"].get("multiple", 1))), manifest)
 
 
 __all__ = ["CoarseNet", "FineNet", "INT8", "Networks", "PRECISIONS", "WEIGHTS_DIR", "int8_status", "load_manifest",

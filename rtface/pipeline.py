@@ -50,6 +50,7 @@ import numpy as np
 
 from .camera import (DEPTH_OFFSET_CM, Pose, affine_scale, compose_affine, invert_affine, rotation_matrix,
                      warp_to_crop)
+from . import detail
 from .contour import Contour
 from .errors import InputError
 from .results import FaceResult, FrameResult
@@ -64,6 +65,13 @@ MAX_FACES = 4
 #: the crop its landmarks give. Measured on 300-W test, six views, one pass -> two: box-NME 2.77 -> 2.74 %, and
 #: 4.72 -> 4.06 % on faces turned 60-90 degrees, whose detector framing is poor (``benchmarks landmarks``).
 SINGLE_IMAGE_PASSES = 2
+#: An extra CoarseNet pass for the turned heads of a single image, ``(degrees, views)``: faces whose first pass
+#: finds |yaw| above ``degrees`` get one more pass of ``views`` views (:mod:`rtface.views`) on the crop those
+#: landmarks give and are re-cropped again before the last pass; None: off. Off because it does not pay with the
+#: released CoarseNet (``python -m benchmarks landmarks --large-yaw-pass``, docs/landmarks.md): (45, 1) moves the
+#: profiled 300-W test faces at 60-90 degrees from 4.05 to 4.02 % box-NME (landmarks3d against 3D-consistent
+#: labels 4.29 -> 4.27 %), nothing elsewhere; a 6-view third pass after the second does the same.
+LARGE_YAW_PASS: tuple[float, int] | None = None
 #: Keys of ``FrameResult.timings`` that add up to a stream's frame time (module docstring).
 STAGES = ("wait", "detect", "crop", "feedback", "coarse", "mesh", "render", "fine", "other", "paste")
 #: The stages of ``total`` (this thread, from a frame's arrival to its result).
@@ -105,13 +113,24 @@ class Pipeline:
             crops), 1 to 6; more views are more accurate and cost one CoarseNet run each. None (default): all
             six for single images, one for streams. Views above 1 need a CoarseNet without feedback input.
             Single images also get a first CoarseNet pass that re-crops each face (:data:`SINGLE_IMAGE_PASSES`).
+        detail_cap: largest detail resolution (px a side, a multiple of 16 from the crop size to 512): each face's
+            coarse depth is rendered and its FineNet run at the face's own resolution up to this
+            (:mod:`rtface.detail`); larger is more detail on large faces and costs time. None (default):
+            :data:`rtface.detail.IMAGE_CAP` for single images, :data:`rtface.detail.STREAM_CAP` for streams.
+        sync_timings: GPU path only: wait for the GPU at every stage boundary, so that ``FrameResult.timings``
+            gives each stage its own GPU time. Off (default), the GPU stages are timed as the host queues them
+            (``crop``, ``feedback``, ``mesh`` and ``render`` measure kernel launches) and the GPU work lands in the
+            next stage that reads results back (``coarse``, ``fine``); ``total`` is right either way. Off by
+            default because each wait costs throughput: the host stops queueing while the GPU drains, four more
+            times a frame. Benchmarks turn it on for the per-stage table and off for FPS.
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, backend: str = "auto", detector: Any = None, *,
                  max_faces: int = MAX_FACES, detect_every: int = DETECT_EVERY, verify_every: int | None = None,
                  smoothing: Any = True, feedback: bool | None = None, face_model: Any = None,
                  threads: int | None = None, detect_size: int = 320, score_threshold: float | None = None,
-                 precision: str = "auto", color: str = "bgr", views: int | None = None) -> None:
+                 precision: str = "auto", color: str = "bgr", views: int | None = None,
+                 detail_cap: int | None = None, sync_timings: bool = False) -> None:
         from .detect import SCORE_THRESHOLD, Detector
         from .face_model import FaceModel
         from .networks import load_networks
@@ -147,10 +166,14 @@ class Pipeline:
                              f"feedback input (image only); use feedback=None or False")
         self.feedback = takes if feedback is None else bool(feedback)
         self.views = None if views is None else check_views(views)
+        if not isinstance(sync_timings, (bool, np.bool_)):
+            raise InputError(f"sync_timings must be True or False, got {sync_timings!r}")
+        self.sync_timings = bool(sync_timings)
         if self.feedback and (self.views or 1) > 1:
             raise InputError(f"views={views} needs a CoarseNet without feedback (its mirrored and zoomed views have "
                              f"no previous estimate); use views=1 or feedback=False")
         self.size = self.networks.size
+        self._detail_cap = None if detail_cap is None else detail.check_cap(detail_cap, self.size)
         self.backend = self.networks.coarse.backend
         self.precision = self.networks.precision
         self.device = self.networks.coarse.engine.device
@@ -266,6 +289,16 @@ class Pipeline:
         self.close()
 
     # ------------------------------------------------------------------------------------------ stages
+    def detail_cap(self, single: bool) -> int:
+        """Cap of the detail resolution (px, :mod:`rtface.detail`) for a single image or a stream frame: the
+        ``detail_cap`` option, else :data:`rtface.detail.IMAGE_CAP` / :data:`~rtface.detail.STREAM_CAP`; the
+        crop size for a FineNet that runs at one size only."""
+        if not self.networks.fine.any_size:
+            return self.size
+        if self._detail_cap is not None:
+            return self._detail_cap
+        return detail.IMAGE_CAP if single else detail.STREAM_CAP
+
     def n_views(self, single: bool) -> int:
         """CoarseNet views per face (:mod:`rtface.views`) for a single image or a stream frame."""
         from .views import MAX_VIEWS
@@ -283,7 +316,11 @@ class Pipeline:
         tracks = tracker.step(image)
         timings["detect"] = _ms(t0)
         if tracks and single and SINGLE_IMAGE_PASSES > 1:
-            self._recrop(image, tracks, timings, tracker)
+            yaw = self._recrop(image, tracks, timings, tracker)
+            if LARGE_YAW_PASS is not None:
+                turned = [t for t, y in zip(tracks, yaw) if abs(y) > LARGE_YAW_PASS[0]]
+                if turned:
+                    self._recrop(image, turned, timings, tracker, LARGE_YAW_PASS[1])
         if smoother is not None:
             smoother.keep_only(t.id for t in tracks)
         if not tracks:
@@ -291,9 +328,11 @@ class Pipeline:
             for k in ("crop", "feedback", "coarse", "mesh", "render", "fine"):
                 timings[k] = 0.0
         elif self._gpu is not None:
-            faces = self._gpu.run(image, tracks, timings, timestamp, tracker, smoother, self.n_views(single))
+            faces = self._gpu.run(image, tracks, timings, timestamp, tracker, smoother, self.n_views(single),
+                                  single)
         else:
-            faces = self._run_cpu(image, tracks, timings, timestamp, tracker, smoother, self.n_views(single))
+            faces = self._run_cpu(image, tracks, timings, timestamp, tracker, smoother, self.n_views(single),
+                                  single)
         result = FrameResult(index, timestamp, image, faces, timings, tracker.detected)
         total = _ms(t_start)
         timings["other"] = max(0.0, total - sum(timings[k] for k in _WORK if k != "other"))
@@ -340,19 +379,24 @@ class Pipeline:
 
         return {z: crop([frame_to_view(t.frame_to_crop, z, self.size) for t in tracks]) for z in zooms(n_views)}
 
-    def _recrop(self, image: np.ndarray, tracks, timings: dict, tracker: Tracker) -> None:
-        """A single image's first pass: CoarseNet (one view) on the detector's crops, then every face re-cropped
-        from its landmarks, as a tracker crops the next frame (:meth:`rtface.track.Tracker.recrop`)."""
+    def _recrop(self, image: np.ndarray, tracks, timings: dict, tracker: Tracker, n_views: int = 1) -> np.ndarray:
+        """A single image's first pass: CoarseNet (``n_views`` views, default one) on the faces' crops, then every
+        face re-cropped from its landmarks, as a tracker crops the next frame (:meth:`rtface.track.Tracker.recrop`).
+        Returns the yaw each face was found at, degrees (N,)."""
         t0 = time.perf_counter()
         frame = self._gpu.cp.asarray(image) if self._gpu is not None else image
-        images = self._view_crops(frame, tracks, 1)[1.0]
+        crops = self._view_crops(frame, tracks, n_views)
+        if self._gpu is not None:
+            self._gpu.sync()
         timings["crop"] = timings.get("crop", 0.0) + _ms(t0)
         t0 = time.perf_counter()
-        out = self.networks.coarse.run(images)
-        lm = self._contour.project_landmarks(*(self._to_numpy(out[k]) for k in ("identity", "expression", "pose")))
+        out = self._coarse(crops, n_views, None)
+        params = [self._to_numpy(out[k]) for k in ("identity", "expression", "pose")]
+        lm = self._contour.project_landmarks(*params)
         timings["coarse"] = timings.get("coarse", 0.0) + _ms(t0)
         for t, p in zip(tracks, lm):
             tracker.recrop(t, _affine_points(invert_affine(t.frame_to_crop), p), image.shape)
+        return np.rad2deg(np.asarray(params[2], np.float64)[:, 1])
 
     def _to_numpy(self, a: Any) -> np.ndarray:
         return self._gpu.cp.asnumpy(a) if self._gpu is not None else np.asarray(a)
@@ -367,14 +411,13 @@ class Pipeline:
         return run_views(coarse.run, crops, n_views, self.size, self._exp_mirror, coarse.engine.max_batch,
                          self._to_numpy)
 
-    def _run_cpu(self, image, tracks, timings, timestamp, tracker, smoother, n_views: int = 1) -> list[FaceResult]:
-        from .render import rasterize
+    def _run_cpu(self, image, tracks, timings, timestamp, tracker, smoother, n_views: int = 1,
+                 single: bool = False) -> list[FaceResult]:
         from .render.feedback import render_feedback
 
         s, n = self.size, len(tracks)
         t0 = time.perf_counter()
         crops = self._view_crops(image, tracks, n_views)
-        images = crops[1.0]
         timings["crop"] = timings.get("crop", 0.0) + _ms(t0)
 
         t0 = time.perf_counter()
@@ -398,25 +441,19 @@ class Pipeline:
         verts = self._mesh_cpu(ident, expr, pose)
         timings["mesh"] = _ms(t0)
 
-        t0 = time.perf_counter()
-        r = rasterize(verts, self._triangles, s, s, backend="cpu")
-        coarse, mask = r.depth, r.mask
-        timings["render"] = _ms(t0)
-
-        t0 = time.perf_counter()
-        fine = self.networks.fine.run(images, coarse, mask.astype(np.float32))
-        fine = np.where(mask, fine, 0.0).astype(np.float32)
-        timings["fine"] = _ms(t0)
-
-        return self._faces(tracks, ident, expr, pose, verts, fine, coarse, mask, image.shape, tracker)
+        maps = detail.run(image, [t.frame_to_crop for t in tracks], verts, s, self.detail_cap(single),
+                          self._triangles, self.networks.fine, timings)
+        return self._faces(tracks, ident, expr, pose, verts, maps, image.shape, tracker)
 
     def landmark_ids(self, contour_x: np.ndarray) -> np.ndarray:
         """(N, 68) landmark vertex ids, jaw marched to the silhouette (:mod:`rtface.contour`), from the crop x of
         the contour candidates ``verts[:, contour.vertex_set, 0]`` (N, n)."""
         return self._contour.select_batch(np.asarray(contour_x))
 
-    def _faces(self, tracks, ident, expr, pose, verts, fine, coarse, mask, shape, tracker,
+    def _faces(self, tracks, ident, expr, pose, verts, maps, shape, tracker,
                landmarks_crop=None, landmark_ids=None) -> list[FaceResult]:
+        """Face results; ``maps`` (:class:`rtface.detail.DetailMaps` per face) set the resolution of each face's
+        crop-aligned fields (maps, ``crop_pose``, ``crop_vertices``, ``frame_to_crop``: the detail crop)."""
         faces = []
         if landmarks_crop is None:
             landmark_ids = self.landmark_ids(verts[:, self._contour.vertex_set, 0])
@@ -426,10 +463,13 @@ class Pipeline:
         for i, t in enumerate(tracks):
             c2f = invert_affine(t.frame_to_crop)
             lm = _affine_points(c2f, lm_crop[i]).astype(np.float32)
+            m = maps[i]
+            to_detail = np.array([[m.ratio, 0.0, 0.0], [0.0, m.ratio, 0.0]])
             face = FaceResult(box=t.box, score=t.score, track_id=t.id, identity=ident[i], expression=expr[i],
-                              crop_pose=Pose.from_vector(pose[i]), crop_vertices=verts[i], depth=fine[i],
-                              coarse_depth=coarse[i], mask=mask[i], frame_to_crop=t.frame_to_crop,
-                              landmark_index=landmark_ids[i], landmarks=lm)
+                              crop_pose=Pose.from_vector(pose[i]).transformed(to_detail),
+                              crop_vertices=verts[i] * np.float32(m.ratio), depth=m.depth, coarse_depth=m.coarse,
+                              mask=m.mask, frame_to_crop=detail.scale_affine(t.frame_to_crop, m.ratio),
+                              landmark_index=landmark_ids[i], landmarks=lm, landmark3d_index=self.model.landmarks)
             faces.append(face)
             prev_vertices = None
             if self.feedback:
@@ -564,6 +604,15 @@ extern "C" __global__ void warp_crops(const unsigned char* img, const int H, con
 """
 
 
+def crop_sampling(frame_to_crops: list[np.ndarray]) -> np.ndarray:
+    """(N, 6) float32 argument ``inv`` of the ``warp_crops`` kernel: each crop's pixel (integer-centre, cv2's
+    convention) -> frame pixel (the same convention), from rtface's frame -> crop affines (centres at +0.5)."""
+    to_cv = np.array([[1.0, 0, -0.5], [0, 1.0, -0.5]])
+    from_cv = np.array([[1.0, 0, 0.5], [0, 1.0, 0.5]])
+    return np.stack([compose_affine(compose_affine(to_cv, invert_affine(a)), from_cv)
+                     for a in frame_to_crops]).reshape(len(frame_to_crops), 6).astype(np.float32)
+
+
 class _GpuStages:
     """The pipeline's stages on the GPU (CuPy); built only when the engines run on CUDA."""
 
@@ -580,14 +629,12 @@ class _GpuStages:
         self.contour_set = cp.asarray(pipe._contour.vertex_set)
         self.pncc = cp.asarray(pipe._pncc)
 
-    def crops(self, frame_dev, frame_to_crops: list[np.ndarray]) -> Any:
-        """Network input (N, 3, S, S) float32 RGB [0, 1] sampled from the frame under each 2x3 frame->crop."""
-        cp, s, n = self.cp, self.pipe.size, len(frame_to_crops)
+    def crops(self, frame_dev, frame_to_crops: list[np.ndarray], size: int | None = None) -> Any:
+        """Network input (N, 3, size, size) float32 RGB [0, 1] sampled from the frame under each 2x3
+        frame->crop (``size`` default: the crop size S)."""
+        cp, s, n = self.cp, self.pipe.size if size is None else int(size), len(frame_to_crops)
         h, w = frame_dev.shape[:2]
-        to_cv = np.array([[1.0, 0, -0.5], [0, 1.0, -0.5]])
-        from_cv = np.array([[1.0, 0, 0.5], [0, 1.0, 0.5]])
-        inv = np.stack([compose_affine(compose_affine(to_cv, invert_affine(a)), from_cv)
-                        for a in frame_to_crops]).reshape(n, 6).astype(np.float32)
+        inv = crop_sampling(frame_to_crops)
         out = cp.empty((n, 3, s, s), dtype=cp.float32)
         total = n * s * s
         self.kernel(((total + 255) // 256,), (256,),
@@ -640,13 +687,19 @@ class _GpuStages:
         p[..., 1] += pd[:, 5, None]
         return p
 
-    def run(self, image, tracks, timings, timestamp, tracker, smoother, n_views: int = 1) -> list[FaceResult]:
-        from .render import rasterize
+    def sync(self) -> None:
+        """Wait for the GPU work queued so far, when ``Pipeline.sync_timings`` asks for per-stage GPU times."""
+        if self.pipe.sync_timings:
+            self.cp.cuda.get_current_stream().synchronize()
 
+    def run(self, image, tracks, timings, timestamp, tracker, smoother, n_views: int = 1,
+            single: bool = False) -> list[FaceResult]:
         cp, pipe, s, n = self.cp, self.pipe, self.pipe.size, len(tracks)
+        self.sync()
         t0 = time.perf_counter()
-        crops = pipe._view_crops(cp.asarray(image), tracks, n_views)  # the frame uploaded once
-        images = crops[1.0]
+        frame = cp.asarray(image)  # the frame uploaded once
+        crops = pipe._view_crops(frame, tracks, n_views)
+        self.sync()
         timings["crop"] = timings.get("crop", 0.0) + _ms(t0)
 
         t0 = time.perf_counter()
@@ -656,6 +709,7 @@ class _GpuStages:
             fb = cp.zeros((n, 6, s, s), cp.float32)
             vp = cp.stack([_affine_vertices(tracks[i].frame_to_crop, tracks[i].vertices) for i in prev])
             fb[cp.asarray(prev)] = self.feedback(vp)
+        self.sync()
         timings["feedback"] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -668,20 +722,17 @@ class _GpuStages:
         t0 = time.perf_counter()
         ident, expr, pose = pipe._smooth(tracks, ident, expr, pose, timestamp, smoother)
         verts = self.mesh(ident, expr, pose)
+        self.sync()
         timings["mesh"] = _ms(t0)
 
+        maps = detail.run(frame, [t.frame_to_crop for t in tracks], verts, s, pipe.detail_cap(single),
+                          self.triangles, pipe.networks.fine, timings, crops=self.crops, backend="cuda",
+                          sync=self.sync)
         t0 = time.perf_counter()
-        r = rasterize(verts, self.triangles, s, s, backend="cuda", check_indices=False)
-        coarse, mask = r.depth, r.mask
-        timings["render"] = _ms(t0)
-
-        t0 = time.perf_counter()
-        fine = pipe.networks.fine.run(images, coarse, mask.astype(cp.float32))
-        fine = cp.where(mask, fine, 0.0).astype(cp.float32)
         ids = pipe.landmark_ids(cp.asnumpy(verts[:, self.contour_set, 0]))  # synchronises the stream
         lm_crop = cp.asnumpy(verts[cp.arange(len(ids))[:, None], cp.asarray(ids), :2])
-        timings["fine"] = _ms(t0)
-        return pipe._faces(tracks, ident, expr, pose, verts, fine, coarse, mask, image.shape, tracker,
+        timings["fine"] += _ms(t0)
+        return pipe._faces(tracks, ident, expr, pose, verts, maps, image.shape, tracker,
                            landmarks_crop=lm_crop, landmark_ids=ids)
 
 
@@ -689,7 +740,7 @@ class _GpuStages:
 
 _PIPELINE_KEYS = {"weights", "backend", "detector", "max_faces", "detect_every", "verify_every", "smoothing",
                   "feedback", "face_model", "threads", "detect_size", "score_threshold", "precision", "color",
-                  "views"}
+                  "views", "detail_cap", "sync_timings"}
 _SOURCE_KEYS = ("live", "max_frames", "fps", "queue_size", "decode_threads")
 _CACHE: dict[tuple, Pipeline] = {}
 _CACHE_LOCK = threading.Lock()

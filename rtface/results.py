@@ -3,7 +3,8 @@
 Results are cheap to produce: the pipeline stores what it computed anyway (crop-aligned maps, coefficients,
 crop-pixel vertices) and everything derived is computed on first access and cached:
 
-* ``FaceResult.vertices`` (frame px), ``landmarks``, ``pose`` (frame coordinates);
+* ``FaceResult.vertices`` (frame px), ``landmarks`` (300-W convention), ``landmarks3d`` (3D-consistent), ``pose``
+  (frame coordinates);
 * ``FrameResult.depth`` / ``FrameResult.mask``: every face's crop depth pasted into the frame, only over the
   face's bounding region, converted to frame pixels (``z_frame = z_crop / |frame_to_crop|``); where faces
   overlap the nearest (largest depth) wins; 0 and False where no face is.
@@ -67,8 +68,15 @@ class FaceResult:
         pose: the same pose in **frame** coordinates (``crop_pose.transformed(crop_to_frame)``).
         crop_vertices: (V, 3) float32 posed mesh in crop pixels.
         vertices: (V, 3) float32 posed mesh in frame pixels, z toward the camera (frame px).
-        landmarks: (68, 2) float32 iBUG landmarks in frame pixels (the model's landmark vertices, the jaw marched
-            to the silhouette of a turned head: :mod:`rtface.contour`).
+        landmarks: (68, 2) float32 iBUG landmarks in frame pixels in the **300-W convention**: the model's landmark
+            vertices with the jaw marched to the silhouette of a turned head (:mod:`rtface.contour`), as 300-W
+            (LFPW, AFW, Helen, iBUG) annotates and dlib's 68-point predictor follows (the jaw on the visible
+            outline of the face).
+        landmarks3d: (68, 3) float32 the 68 **fixed** landmark vertices of the face model (``FaceModel.landmarks``)
+            in frame pixels, z as :attr:`vertices`: the **3D-consistent convention** (each jaw point stays where
+            the 3D jaw is, seen or hidden), as MediaPipe's face mesh, 3DDFA / 3DDFA_V2, LS3D-W and AFLW2000-3D
+            define them. Equal to ``landmarks`` on the inner points 17..67; on the jaw (0..16) the two differ by
+            how far the head is turned.
         depth, coarse_depth: (S, S) float32 crop-aligned depth in crop pixels (fine and 3DMM), 0 outside.
         mask: (S, S) bool, True where the face is rendered in the crop.
         crop_to_frame: (2, 3) float64 similarity crop -> frame; ``frame_to_crop`` its inverse.
@@ -81,7 +89,8 @@ class FaceResult:
     crop_vertices = _Lazy()
 
     def __init__(self, *, box, score, track_id, identity, expression, crop_pose: Pose, crop_vertices,
-                 depth, coarse_depth, mask, frame_to_crop, landmark_index=None, landmarks=None) -> None:
+                 depth, coarse_depth, mask, frame_to_crop, landmark_index=None, landmarks=None,
+                 landmark3d_index=None) -> None:
         self.box = np.asarray(box, np.float32)
         self.score = float(score)
         self.track_id = int(track_id)
@@ -96,6 +105,8 @@ class FaceResult:
         self.crop_to_frame = invert_affine(self.frame_to_crop)
         self._landmark_index = landmark_index
         self._landmarks = None if landmarks is None else np.asarray(landmarks, np.float32)
+        self._landmark3d_index = None if landmark3d_index is None else np.asarray(landmark3d_index, np.int64)
+        self._landmarks3d = None
         self._vertices = None
         self._pose = None
 
@@ -114,16 +125,20 @@ class FaceResult:
             self._pose = self.crop_pose.transformed(self.crop_to_frame)
         return self._pose
 
+    def _to_frame(self, crop_points: np.ndarray) -> np.ndarray:
+        """(P, 3) crop-pixel points -> float32 frame pixels (x, y through ``crop_to_frame``, z scaled with it)."""
+        a = self.crop_to_frame  # elementwise: a (V, 2) @ (2, 2) matmul would go to multi-threaded BLAS
+        v = np.asarray(crop_points, np.float32)
+        out = np.empty_like(v)
+        out[:, 0] = np.float32(a[0, 0]) * v[:, 0] + np.float32(a[0, 1]) * v[:, 1] + np.float32(a[0, 2])
+        out[:, 1] = np.float32(a[1, 0]) * v[:, 0] + np.float32(a[1, 1]) * v[:, 1] + np.float32(a[1, 2])
+        out[:, 2] = v[:, 2] * np.float32(affine_scale(a))
+        return out
+
     @property
     def vertices(self) -> np.ndarray:
         if self._vertices is None:
-            a = self.crop_to_frame  # elementwise: a (V, 2) @ (2, 2) matmul would go to multi-threaded BLAS
-            v = np.asarray(self.crop_vertices, np.float32)
-            out = np.empty_like(v)
-            out[:, 0] = np.float32(a[0, 0]) * v[:, 0] + np.float32(a[0, 1]) * v[:, 1] + np.float32(a[0, 2])
-            out[:, 1] = np.float32(a[1, 0]) * v[:, 0] + np.float32(a[1, 1]) * v[:, 1] + np.float32(a[1, 2])
-            out[:, 2] = v[:, 2] * np.float32(affine_scale(a))
-            self._vertices = out
+            self._vertices = self._to_frame(self.crop_vertices)
         return self._vertices
 
     @property
@@ -132,6 +147,21 @@ class FaceResult:
             lm = self.crop_vertices[self._landmark_index, :2]
             self._landmarks = apply_affine(self.crop_to_frame, lm)
         return self._landmarks
+
+    @property
+    def landmarks3d(self) -> np.ndarray:
+        """(68, 3) float32 the fixed landmark vertices in frame pixels (3D-consistent convention; class docstring):
+        exactly ``vertices[FaceModel.landmarks]``."""
+        if self._landmarks3d is None:
+            if self._landmark3d_index is None:
+                raise ValueError("this FaceResult was built without landmark3d_index (the face model's 68 landmark "
+                                 "vertex ids, FaceModel.landmarks); pass it to FaceResult to get landmarks3d")
+            idx = self._landmark3d_index
+            if self._vertices is not None:
+                self._landmarks3d = self._vertices[idx]
+            else:
+                self._landmarks3d = self._to_frame(self.crop_vertices[idx])
+        return self._landmarks3d
 
     def frame_region(self, height: int, width: int) -> tuple[int, int, int, int] | None:
         """Integer bounds ``(x0, y0, x1, y1)`` of the face's mask in the frame (clipped), or None if empty."""

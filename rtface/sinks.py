@@ -9,10 +9,13 @@
 * :class:`NpzSink`: ``<dir>/frame_000123.npz`` per frame (``np.savez_compressed``, plain arrays only, so it
   loads with ``allow_pickle=False``): ``index``, ``timestamp``, ``depth`` (H, W) float32 frame px, ``mask``
   (H, W) bool, ``timings_keys``/``timings_ms``, and per face stacked arrays ``boxes`` (F, 4), ``scores``,
-  ``track_ids``, ``landmarks`` (F, 68, 2), ``identity`` (F, 100), ``expression`` (F, 53), ``pose`` (F, 6) in
-  frame coordinates, ``crop_to_frame`` (F, 2, 3), ``mm_per_pixel`` (F,), ``face_depth``/``face_coarse_depth``
-  (F, S, S) crop px and ``face_mask`` (F, S, S). With ``meshes=True`` each face's mesh in frame pixels is
-  written next to it as ``frame_000123_face<track>.ply`` (or ``.obj``).
+  ``track_ids``, ``landmarks`` (F, 68, 2; 300-W convention, the jaw on the silhouette), ``landmarks3d``
+  (F, 68, 3; the fixed landmark vertices, 3D-consistent convention, z as the mesh), ``identity`` (F, 100),
+  ``expression`` (F, 53), ``pose`` (F, 6) in frame coordinates, ``crop_to_frame`` (F, 2, 3), ``mm_per_pixel``
+  (F,), ``face_size`` (F,) each face's detail resolution D, ``face_depth``/``face_coarse_depth`` (F, S, S) px of
+  the face's D x D map and ``face_mask`` (F, S, S) (S = the largest D of the frame; face i fills
+  ``[:D_i, :D_i]``, zeros beyond). With ``meshes=True
+  each face's mesh in frame pixels is written next to it as ``frame_000123_face<track>.ply`` (or ``.obj``).
 * :class:`PreviewWindow`: ``cv2.imshow`` of the side-by-side view (``--show``); a headless OpenCV build or no
   display raises :class:`rtface.errors.InputError` with what to do instead.
 
@@ -458,7 +461,16 @@ class NpzSink:
     def arrays(result) -> dict[str, np.ndarray]:
         """The arrays stored for one frame (see the module docstring)."""
         faces = result.faces
-        s = faces[0].depth.shape[-1] if faces else 0
+        sizes = np.array([f.depth.shape[-1] for f in faces], np.int32)
+        s = int(sizes.max()) if faces else 0
+
+        def maps(name: str, dtype) -> np.ndarray:  # faces of a frame may differ in detail resolution: padded
+            out = np.zeros((len(faces), s, s), dtype)
+            for i, f in enumerate(faces):
+                a = np.asarray(getattr(f, name))
+                out[i, :a.shape[0], :a.shape[1]] = a
+            return out
+
         keys = sorted(result.timings)
         out = {
             "index": np.int64(result.index), "timestamp": np.float64(result.timestamp),
@@ -469,14 +481,16 @@ class NpzSink:
             "scores": np.array([f.score for f in faces], np.float32),
             "track_ids": np.array([f.track_id for f in faces], np.int64),
             "landmarks": np.array([f.landmarks for f in faces], np.float32).reshape(-1, 68, 2),
+            "landmarks3d": np.array([f.landmarks3d for f in faces], np.float32).reshape(-1, 68, 3),
             "identity": np.array([f.identity for f in faces], np.float32).reshape(len(faces), -1 if faces else 0),
             "expression": np.array([f.expression for f in faces], np.float32).reshape(len(faces), -1 if faces else 0),
             "pose": np.array([f.pose.to_vector() for f in faces], np.float32).reshape(-1, 6),
             "crop_to_frame": np.array([f.crop_to_frame for f in faces], np.float64).reshape(-1, 2, 3),
             "mm_per_pixel": np.array([f.mm_per_pixel for f in faces], np.float64),
-            "face_depth": np.array([f.depth for f in faces], np.float32).reshape(len(faces), s, s),
-            "face_coarse_depth": np.array([f.coarse_depth for f in faces], np.float32).reshape(len(faces), s, s),
-            "face_mask": np.array([f.mask for f in faces], bool).reshape(len(faces), s, s),
+            "face_size": sizes,
+            "face_depth": maps("depth", np.float32),
+            "face_coarse_depth": maps("coarse_depth", np.float32),
+            "face_mask": maps("mask", bool),
         }
         return out
 

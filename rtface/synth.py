@@ -136,6 +136,12 @@ class SynthConfig:
     # fine detail
     detail_mm: tuple[float, float] = (0.2, 1.5)  # groove depth range
     min_width_px: float = 0.7  # band limit: narrowest wrinkle cross-section (pixels)
+    # extra detail anywhere on the skin (``_extra_detail``): one-sided Gaussian grooves along short curves and
+    # round bumps and dents, physical sizes; the expected number per face (0 keeps earlier releases' faces)
+    extra_detail: float = 0.0
+    # shade a smooth face (the faceted mesh's depth blurred over about one facet, ``SMOOTH_FACET_CM``) instead of
+    # the facets, as real skin and the held-out renderer look; the truth fields stay the rasterised mesh's
+    smooth_shading: bool = False
     background_kinds: tuple[float, float, float, float] = (0.15, 0.25, 0.3, 0.3)  # solid, gradient, noise, shapes
 
 
@@ -417,16 +423,22 @@ def _render(model, md, rng, cfg, size, detail, identity, expression, verts_cm, a
     if detail:
         nz = 1.0 / np.sqrt(1.0 + gx_c.reshape(-1)[sel] ** 2 + gy_c.reshape(-1)[sel] ** 2)
         disp_cm = _wrinkles(md, rng, cfg, canon_p, scale)
+        if cfg.extra_detail > 0:
+            disp_cm = disp_cm + _extra_detail(rng, cfg, canon_p, md)
         detail_map.reshape(-1)[sel] = (disp_cm * scale / np.maximum(nz, 0.5)).astype(np.float32)
     depth = coarse + detail_map
     depth[~mask] = 0.0
     coarse[~mask] = 0.0
     detail_map = depth - coarse
     normals = shading.depth_normals(depth, mask).astype(np.float32)
+    shade_normals = normals
+    if cfg.smooth_shading:
+        shade_normals = shading.depth_normals(_masked_blur(coarse, mask, SMOOTH_FACET_CM * scale) + detail_map,
+                                              mask).astype(np.float32)
 
     # lighting
     sh, light_dir, light_rgb = _lighting(rng, cfg, skin_luma)
-    n_p = normals.reshape(-1, 3)[sel]
+    n_p = shade_normals.reshape(-1, 3)[sel]
     if cfg.marks_prob > 0 and len(sel) and rng.random() < cfg.marks_prob:
         alb_p = _albedo_marks(np.random.default_rng(rng.integers(2**63)), md, canon_p, alb_p, scale)
     pores = 1.0 + rng.uniform(*cfg.pore_noise) * rng.standard_normal((len(sel), 1), dtype=np.float32)
@@ -670,6 +682,58 @@ def _wrinkles(md: _ModelData, rng, cfg: SynthConfig, u: np.ndarray, scale: float
                 continue
             d, t = _polyline_distance(np.stack([x[reg], y[reg]], 1), curve, return_t=True)
             out[reg] -= a0 * _ricker(d, w) * _window(2.0 * t - 1.0) ** 0.5
+    return out
+
+
+#: Blur (Gaussian sigma, cm) that turns the faceted mesh depth into a smooth face for shading (the mesh's edges
+#: are about 2 mm long).
+SMOOTH_FACET_CM = 0.1
+
+
+def _masked_blur(x: np.ndarray, mask: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian blur of ``x`` over the mask's pixels only (normalised by the blurred mask), ``x`` outside it."""
+    import cv2
+
+    if sigma_px < 0.3:
+        return x
+    m = mask.astype(np.float32)
+    num = cv2.GaussianBlur(x * m, (0, 0), sigma_px)
+    den = cv2.GaussianBlur(m, (0, 0), sigma_px)
+    return np.where(mask & (den > 1e-3), num / np.maximum(den, 1e-3), x).astype(np.float32)
+
+
+def _extra_detail(rng, cfg: SynthConfig, u: np.ndarray, md: _ModelData) -> np.ndarray:
+    """Displacement (cm, negative = into the skin) of extra detail anywhere on the front of the face at mean-face
+    coordinates ``u``: one-sided Gaussian grooves along short random curves (sigma 0.4-3 mm, depth 0.15-2 mm)
+    and round bumps and dents (moles, scars, pores' larger kin; sigma 0.4-2.5 mm, 0.1-1 mm)."""
+    x, y, z = u[:, 0], u[:, 1], u[:, 2]
+    out = np.zeros(len(u))
+    front = z > 4.0
+    if not front.any():
+        return out
+    pts = u[front]
+    for _ in range(int(rng.poisson(cfg.extra_detail))):
+        c = pts[rng.integers(len(pts))]
+        if rng.random() < 0.6:  # a groove along a quadratic curve through c
+            w = rng.uniform(0.04, 0.3)
+            depth = rng.uniform(0.015, 0.2) * (0.3 + 0.7 * min(1.0, w / 0.15))
+            length = rng.uniform(0.6, 3.0)
+            th = rng.uniform(0, np.pi)
+            d = np.array([np.cos(th), np.sin(th)])
+            bend = rng.normal(0, 0.25) * d[::-1] * np.array([-1, 1])
+            tt = np.linspace(-0.5, 0.5, 16)[:, None]
+            curve = c[:2] + tt * length * d + (4 * tt**2 - 1) * bend
+            lo, hi = curve.min(0) - 4 * w, curve.max(0) + 4 * w
+            reg = (x > lo[0]) & (x < hi[0]) & (y > lo[1]) & (y < hi[1]) & front
+            if not reg.any():
+                continue
+            dist, t = _polyline_distance(np.stack([x[reg], y[reg]], 1), curve, return_t=True)
+            out[reg] -= depth * np.exp(-0.5 * (dist / w) ** 2) * _window(2.0 * t - 1.0) ** 0.5
+        else:  # a bump (out) or a dent (in)
+            w = rng.uniform(0.04, 0.25)
+            amp = rng.uniform(0.01, 0.1) * (1 if rng.random() < 0.5 else -1)
+            reg = (np.abs(x - c[0]) < 4 * w) & (np.abs(y - c[1]) < 4 * w) & front
+            out[reg] += amp * np.exp(-0.5 * ((x[reg] - c[0]) ** 2 + (y[reg] - c[1]) ** 2) / w**2)
     return out
 
 

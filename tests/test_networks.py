@@ -142,3 +142,24 @@ def test_shipped_fine_net_adds_nothing_to_a_flat_input(precision):
     residual = (out - coarse)[mask > 0]
     assert abs(float(residual.mean())) < 0.1  # crop px (0.17 mm at S = 128)
     assert float(np.abs(residual).mean()) < 0.5
+
+
+def test_auto_precision_skips_an_int8_copy_marked_not_auto():
+    """The detail FineNet's INT8 copy is slower than FP32 on a CPU ("auto": false in its manifest entry): auto runs
+    the INT8 CoarseNet beside the FP32 FineNet; precision="int8" runs both INT8 files."""
+    from rtface.networks import INT8, load_manifest, load_networks
+
+    man = load_manifest()
+    fine = man["networks"]["fine"]
+    if INT8 not in fine or fine[INT8].get("auto", True):
+        pytest.skip("the shipped FineNet's INT8 copy is used by precision='auto'")
+    assert fine[INT8]["auto_why"]
+    auto = load_networks(backend="cpu", threads=1)
+    both = load_networks(backend="cpu", threads=1, precision="int8")
+    try:
+        assert auto.coarse.engine.path.name == man["networks"]["coarse"][INT8]["file"]
+        assert auto.fine.engine.path.name == fine["file"]
+        assert both.fine.engine.path.name == fine[INT8]["file"]
+    finally:
+        auto.close()
+        both.close()

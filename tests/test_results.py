@@ -19,7 +19,7 @@ def make_face(center, side, z, track_id=0, angle=0.0):
     return FaceResult(box=[0, 0, 1, 1], score=0.9, track_id=track_id, identity=np.zeros(100),
                       expression=np.zeros(53), crop_pose=Pose(np.zeros(3), 6.0, np.array([S / 2, S / 2])),
                       crop_vertices=verts, depth=depth, coarse_depth=depth * 0.5, mask=mask, frame_to_crop=a,
-                      landmark_index=np.arange(68))
+                      landmark_index=np.arange(68), landmark3d_index=np.arange(1, 69))
 
 
 def test_frame_depth_units_region_and_background():
@@ -91,3 +91,23 @@ def test_vertices_landmarks_pose_in_frame_coordinates():
     assert np.isclose(p.scale, 12.0) and np.allclose(p.translation, [100, 80])
     assert np.isclose(f.mm_per_pixel, 10 / 6.0)
     assert "track 0" in repr(f)
+
+
+def test_landmarks3d_are_the_fixed_vertices_in_frame_pixels():
+    """``landmarks3d`` = ``vertices[landmark3d_index]`` exactly (x, y and z), read before or after the mesh."""
+    f = make_face((100, 80), 128, 20.0, angle=0.3)
+    first = f.landmarks3d  # computed from the 68 crop vertices alone
+    assert first.shape == (68, 3) and first.dtype == np.float32
+    assert np.array_equal(first, f.vertices[1:69])
+    g = make_face((100, 80), 128, 20.0, angle=0.3)
+    g.vertices  # noqa: B018 - the full mesh first: landmarks3d is taken from it
+    assert np.array_equal(g.landmarks3d, first)
+
+
+def test_landmarks3d_without_the_index_names_the_fix():
+    import pytest
+
+    f = make_face((100, 80), 128, 20.0)
+    f._landmark3d_index = None
+    with pytest.raises(ValueError, match="landmark3d_index"):
+        f.landmarks3d  # noqa: B018

@@ -19,7 +19,8 @@ def result(index=0, h=61, w=83):
                       crop_pose=Pose(np.zeros(3), 3.0, np.array([S / 2, S / 2])),
                       crop_vertices=np.random.default_rng(0).random((70, 3)).astype(np.float32) * S,
                       depth=depth, coarse_depth=depth, mask=mask,
-                      frame_to_crop=box_crop_transform(np.array([30.0, 30.0]), 40, S), landmark_index=np.arange(68))
+                      frame_to_crop=box_crop_transform(np.array([30.0, 30.0]), 40, S), landmark_index=np.arange(68),
+                      landmark3d_index=np.arange(2, 70))
     img = np.random.default_rng(index).integers(0, 255, (h, w, 3), dtype=np.uint8)
     return FrameResult(index, index / 30, img, [face], {"total": 1.0, "detect": 0.5})
 
@@ -51,6 +52,8 @@ def test_npz_sink_loads_without_pickle_and_meshes(tmp_path):
     d = np.load(p, allow_pickle=False)
     assert int(d["index"]) == 3 and d["depth"].shape == (61, 83) and d["mask"].dtype == bool
     assert d["face_depth"].shape == (1, S, S) and d["landmarks"].shape == (1, 68, 2)
+    assert d["landmarks3d"].shape == (1, 68, 3) and d["landmarks3d"].dtype == np.float32
+    assert np.array_equal(d["landmarks3d"][0], result(3).faces[0].vertices[2:70])
     assert d["pose"].shape == (1, 6) and list(d["track_ids"]) == [7]
     assert dict(zip(d["timings_keys"], d["timings_ms"]))["detect"] == 0.5
     ply = (tmp_path / "frame_000003_face7.ply").read_bytes()
@@ -67,7 +70,7 @@ def test_empty_frame_npz(tmp_path):
 
     r = FrameResult(0, 0.0, np.zeros((10, 12, 3), np.uint8), [], {})
     d = np.load(NpzSink(tmp_path).write(r), allow_pickle=False)
-    assert d["boxes"].shape == (0, 4) and d["face_depth"].shape[0] == 0
+    assert d["boxes"].shape == (0, 4) and d["face_depth"].shape[0] == 0 and d["landmarks3d"].shape == (0, 68, 3)
 
 
 def test_preview_without_display_is_a_clear_error(monkeypatch):

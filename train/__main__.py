@@ -18,6 +18,10 @@ OPTIONAL = {  # listed when the module is present
     "average": "the weighted mean of FineNets of one lineage",
     "calibrate": "a FineNet's output filter (blur, gain) chosen on the detail sets' validation seed",
     "quantize": "INT8 copies of the shipped networks, calibrated on real crops",
+    "detail_data": "the detail FineNet's synthetic faces at their own resolution, as shards",
+    "detail_phase1": "the detail FineNet (the released one): supervised on those shards",
+    "detail_calibrate": "the detail FineNet's output gain, chosen in the frame on a validation draw",
+    "detail_export": "the detail FineNet to ONNX, entered in a weights folder's manifest",
 }
 _here = __import__("pathlib").Path(__file__).resolve().parent
 COMMANDS.update({k: v for k, v in OPTIONAL.items() if (_here / f"{k}.py").is_file()})

@@ -110,11 +110,12 @@ class Recorder:
         return getattr(self.engine, name)
 
 
-def train_images(n: int, seed: int = 0, skip: int = 0) -> list[Path]:
-    """``n`` images of ``faces-300w/train`` in a fixed random order (``seed``), after the first ``skip`` of it."""
+def train_images(n: int, seed: int = 0, skip: int = 0, folder: str = "faces-300w/train") -> list[Path]:
+    """``n`` images of ``folder`` (an assets folder, default ``faces-300w/train``) in a fixed random order
+    (``seed``), after the first ``skip`` of it."""
     from rtface.assets import data_path
 
-    folder = data_path("faces-300w/train")
+    folder = data_path(folder)
     files = sorted(folder.glob("*.jpg"))
     if not files:
         raise QuantizeError(f"no calibration images: {folder} holds no *.jpg (set RTFACE_ASSETS to the shared "
@@ -201,6 +202,9 @@ _LINEAR = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 #: Node-name prefix of the FineNet's output filter (train/nets.py, ``FineNet.out_filter``): fixed MatMuls, not
 #: layers with learnt weights, kept float without counting toward the float tail.
 _FIXED_SCOPE = "/out_filter/"
+#: Name scope of the detail FineNet's slopes of the coarse depth (train/detail_net.py, ``Slopes``): fixed
+#: convolutions of depth values in the hundreds of px, kept float wholly.
+_FLOAT_SCOPE = "/slopes/"
 
 
 def float_nodes(path: str | Path, tail: int = 1) -> list[str]:
@@ -240,6 +244,9 @@ def float_nodes(path: str | Path, tail: int = 1) -> list[str]:
             left -= 1
         if left > 0:
             stack.extend((i, left) for i in node.input)
+    for node in graph.node:
+        if _FLOAT_SCOPE in node.name:
+            keep[id(node)] = node.name
     seen: set[int] = set()
     stack = [i.name for i in graph.input]
     while stack:  # forwards from the inputs to the first linear layers (excluded: they take INT8)
@@ -280,13 +287,34 @@ def agreement(fp32: dict[str, Path], int8: dict[str, Path], coarse_feeds: Sequen
     depth = {}
     for tag, paths in (("fp32", fp32), ("int8", int8)):
         engine = _session(paths["fine"])
-        depth[tag] = [engine.run(f)["depth"] for f in fine_feeds]
+        depth[tag] = [fine_depth(engine.run(f), f) for f in fine_feeds]
         engine.close()
     per = [float(np.abs(a - b)[f["mask"] > 0].mean()) for a, b, f in zip(depth["fp32"], depth["int8"], fine_feeds)
            if (f["mask"] > 0).any()]
     out["depth_mean_px"] = float(np.mean(per)) if per else float("nan")
     out["depth_p95_px"] = float(np.percentile(per, 95)) if per else float("nan")
     return out
+
+
+def common_size(feeds: Sequence[dict]) -> list[dict]:
+    """Feeds of one spatial size: each map centre-cropped to the smallest height and width among them. ONNX
+    Runtime's histogram calibrators stack every run's activations, so a FineNet that runs at each face's own
+    resolution needs this; the centre of a detail crop is the face, whose activations set the ranges."""
+    h = min(f["image"].shape[-2] for f in feeds) if feeds else 0
+    w = min(f["image"].shape[-1] for f in feeds) if feeds else 0
+
+    def crop(a: np.ndarray) -> np.ndarray:
+        if a.ndim < 3 or a.shape[-2:] == (h, w):
+            return a
+        y0, x0 = (a.shape[-2] - h) // 2, (a.shape[-1] - w) // 2
+        return np.ascontiguousarray(a[..., y0:y0 + h, x0:x0 + w])
+
+    return [{k: crop(v) for k, v in f.items()} for f in feeds]
+
+
+def fine_depth(out: dict[str, np.ndarray], feed: dict[str, np.ndarray]) -> np.ndarray:
+    """A FineNet run's depth: its ``depth`` output, or the coarse depth plus its ``relief`` output."""
+    return out["depth"] if "depth" in out else feed["coarse_depth"] + out["relief"]
 
 
 def int8_name(file: str) -> str:
@@ -298,7 +326,8 @@ def int8_name(file: str) -> str:
 def quantize_weights(weights: str | Path | None = None, out: str | Path | None = None, *, faces: int = 256,
                      check: int = 64, method: str = "auto", seed: int = 0, calibration_images: Sequence | None = None,
                      check_images: Sequence | None = None, command: str | None = None,
-                     float_tail: dict[str, int] | None = None, networks: Sequence[str] = ("coarse", "fine")) -> dict:
+                     float_tail: dict[str, int] | None = None, networks: Sequence[str] = ("coarse", "fine"),
+                     hires: int = 0, not_auto: dict[str, str] | None = None) -> dict:
     """Quantise both networks of a weights folder and record them in its manifest. Returns the new manifest.
 
     ``networks``: the ones to quantise; the other keeps its INT8 copy, which must be current (its source is the
@@ -306,7 +335,10 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
 
     ``out`` (default: the weights folder itself) receives the FP32 files and manifest too when it differs.
     ``calibration_images`` / ``check_images`` override the 300-W train draw (paths or BGR arrays);
-    ``float_tail`` the float output end of a network (default :data:`FLOAT_TAIL`).
+    ``float_tail`` the float output end of a network (default :data:`FLOAT_TAIL`); ``hires``: that many
+    ``faces-300w-hires/train`` images added to the calibration draw (large faces, detail crops up to the cap);
+    ``not_auto``: network -> why its INT8 copy is for ``precision="int8"`` only (``"auto": false`` in its entry:
+    ``precision="auto"`` keeps running its FP32 file, e.g. where the INT8 copy was measured slower).
     """
     from rtface.face_model import FaceModel
     from rtface.networks import INT8, int8_status, load_manifest
@@ -330,6 +362,8 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
         shutil.copy2(src_dir / "manifest.json", out_dir / "manifest.json")
     if calibration_images is None:
         calibration_images = train_images(faces, seed)
+        if hires:  # large faces: the FineNet at the face's own resolution sees them at up to its cap
+            calibration_images = calibration_images + train_images(hires, seed, folder="faces-300w-hires/train")
     if check_images is None:
         check_images = train_images(check, seed, skip=len(calibration_images)) if check else []
     print(f"recording calibration inputs on {len(calibration_images)} real faces ...", file=sys.stderr)
@@ -345,15 +379,16 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
         int8[key] = out_dir / (entry[INT8]["file"] if key in kept else int8_name(entry["file"]))
         if key in kept:
             continue
-        used[key] = feeds if how[key] == "minmax" else feeds[:HISTOGRAM_INPUTS]
+        used[key] = feeds if how[key] == "minmax" else common_size(feeds[:HISTOGRAM_INPUTS])
         print(f"quantising {entry['file']} ({how[key]}, {len(used[key])} calibration inputs) ...", file=sys.stderr)
         quantize_file(fp32[key], int8[key], used[key], how[key], tail[key])
     agree = agreement(fp32, int8, k_feeds, kf_feeds, FaceModel.load()) if k_feeds else {}
     import onnxruntime
 
     calibration = {"faces": len(calibration_images), "seed": seed,
-                   "data": "faces-300w/train, two-frame streams through the FP32 pipeline (YuNet crop, then "
-                           "tracked crop with feedback when the CoarseNet takes it)",
+                   "data": ("faces-300w/train" + (f" + {hires} faces-300w-hires/train" if hires else "")
+                            + ", two-frame streams through the FP32 pipeline (YuNet crop, then "
+                              "tracked crop with feedback when the CoarseNet takes it)"),
                    "scheme": "QDQ int8 symmetric, per-channel weights, float bias, dedicated Q/DQ pairs",
                    "onnxruntime": onnxruntime.__version__,
                    "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -369,6 +404,8 @@ def quantize_weights(weights: str | Path | None = None, out: str | Path | None =
                                        "float_tail": tail[key],
                                        **({"percentile": PERCENTILE} if how[key] == "percentile" else {})},
                        "agreement": agree}
+        if not_auto and key in not_auto:
+            entry[INT8].update({"auto": False, "auto_why": not_auto[key]})
     write_atomic(out_dir / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 
@@ -378,6 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", help="weights folder (default: the package's rtface/weights)")
     ap.add_argument("--out", help="write here instead of into the weights folder (FP32 files are copied)")
     ap.add_argument("--faces", type=int, default=256, help="300-W train images for calibration")
+    ap.add_argument("--hires", type=int, default=0,
+                    help="faces-300w-hires train images added to the calibration (large faces for the FineNet)")
+    ap.add_argument("--not-auto", metavar="WHY", default=None,
+                    help="with --only: the new INT8 copy is for precision='int8' only (precision='auto' keeps the "
+                         "FP32 file); WHY records the measurement, e.g. 'INT8 1.4x slower on this CPU'")
     ap.add_argument("--check", type=int, default=64, help="further 300-W train images for the INT8/FP32 check")
     ap.add_argument("--method", choices=("auto",) + METHODS, default="auto",
                     help="activation range calibrator (auto: minmax for the CoarseNet, percentile for the FineNet)")
@@ -391,11 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--fine-float-tail must be at least 1 (the output layer stays float)")
     if args.faces < 1:
         ap.error("--faces must be at least 1")
+    if args.not_auto and not args.only:
+        ap.error("--not-auto needs --only (which network's INT8 copy)")
     try:
         m = quantize_weights(args.weights, args.out, faces=args.faces, check=args.check, method=args.method,
                              seed=args.seed, command="python -m train.quantize " + " ".join(argv or sys.argv[1:]),
                              float_tail={"fine": args.fine_float_tail},
-                             networks=(args.only,) if args.only else ("coarse", "fine"))
+                             networks=(args.only,) if args.only else ("coarse", "fine"), hires=args.hires,
+                             not_auto={args.only: args.not_auto} if args.only and args.not_auto else None)
     except QuantizeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

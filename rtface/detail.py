@@ -35,6 +35,8 @@ MULTIPLE = 16
 STREAM_CAP = 192
 #: Default cap for single images (``rtface.reconstruct``), where accuracy matters more than a few ms.
 IMAGE_CAP = 384
+#: Single images run the FineNet on the detail crop and on its mirror image and average the reliefs.
+MIRROR_IMAGES = True
 #: Largest cap accepted (the FineNet was trained on crops up to 448 px; TensorRT profiles go to this).
 MAX_CAP = 512
 
@@ -97,12 +99,14 @@ def crops_cpu(image: np.ndarray, frame_to_detail: list[np.ndarray], size: int) -
 
 def run(frame: Any, frame_to_crops: list[np.ndarray], verts: Any, crop_size: int, cap: int, triangles: Any, fine,
         timings: dict[str, float], crops: Callable = crops_cpu, backend: str = "cpu",
-        sync: Callable[[], None] | None = None) -> list[DetailMaps]:
+        sync: Callable[[], None] | None = None, mirror: bool = False) -> list[DetailMaps]:
     """The detail stage for N faces: ``verts`` (N, V, 3) posed meshes in crop px (NumPy, or CuPy with
     ``backend="cuda"``), ``fine`` a :class:`rtface.networks.FineNet`, ``crops(frame, affines, D)`` the detail
     crops' network input (:func:`crops_cpu`, or the GPU stage's sampler). Adds its time to ``timings`` ("crop":
     the detail crops, "render": the rasteriser, "fine": the FineNet; ``sync`` is called before each reading, for
-    GPU timings). Faces whose mesh is not finite get empty maps (mask all False, depth 0)."""
+    GPU timings). ``mirror``: also run the FineNet on the mirror image of each detail crop (and of its coarse
+    depth) and average the two reliefs (:data:`MIRROR_IMAGES`; twice the FineNet's time). Faces whose mesh is not
+    finite get empty maps (mask all False, depth 0)."""
     import time
 
     from .render import rasterize
@@ -123,7 +127,15 @@ def run(frame: Any, frame_to_crops: list[np.ndarray], verts: Any, crop_size: int
         coarse, mask = r.depth, r.mask
         wait()
         t2 = time.perf_counter()
-        depth = fine.run(images, coarse, mask.astype(xp.float32))  # 0 outside the mask, like the coarse depth
+        m = mask.astype(xp.float32)
+        if mirror:
+            n = len(idx)
+            both = fine.run(xp.concatenate([images, images[..., ::-1]]), xp.concatenate([coarse, coarse[..., ::-1]]),
+                            xp.concatenate([m, m[..., ::-1]]))
+            relief = 0.5 * ((both[:n] - coarse) + (both[n:] - coarse[..., ::-1])[..., ::-1])
+            depth = (coarse + relief).astype(xp.float32)
+        else:
+            depth = fine.run(images, coarse, m)  # 0 outside the mask, like the coarse depth
         if not fine.any_size:  # an older FineNet's output may leak out of the mask
             depth = xp.where(mask, depth, 0.0).astype(xp.float32)
         wait()

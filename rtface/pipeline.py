@@ -442,7 +442,7 @@ class Pipeline:
         timings["mesh"] = _ms(t0)
 
         maps = detail.run(image, [t.frame_to_crop for t in tracks], verts, s, self.detail_cap(single),
-                          self._triangles, self.networks.fine, timings)
+                          self._triangles, self.networks.fine, timings, mirror=single and detail.MIRROR_IMAGES)
         return self._faces(tracks, ident, expr, pose, verts, maps, image.shape, tracker)
 
     def landmark_ids(self, contour_x: np.ndarray) -> np.ndarray:
@@ -727,7 +727,7 @@ class _GpuStages:
 
         maps = detail.run(frame, [t.frame_to_crop for t in tracks], verts, s, pipe.detail_cap(single),
                           self.triangles, pipe.networks.fine, timings, crops=self.crops, backend="cuda",
-                          sync=self.sync)
+                          sync=self.sync, mirror=single and detail.MIRROR_IMAGES)
         t0 = time.perf_counter()
         ids = pipe.landmark_ids(cp.asnumpy(verts[:, self.contour_set, 0]))  # synchronises the stream
         lm_crop = cp.asnumpy(verts[cp.arange(len(ids))[:, None], cp.asarray(ids), :2])

@@ -93,6 +93,26 @@ def test_run_renders_at_each_faces_resolution_and_empties_a_non_finite_mesh():
     assert maps[1].ratio == 3.0 and {"crop", "render", "fine"} <= set(timings)
 
 
+def test_mirror_averages_the_relief_of_the_crop_and_of_its_mirror_image():
+    from rtface.render import rasterize
+
+    v, tri = _disc_mesh()
+    image = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)
+    fine = _Recording()
+    a = _affine(1.5)
+    both = detail.run(image, [a], v[None], 128, 384, tri, fine, {}, mirror=True)[0]
+    assert fine.sizes[-1][0] == 2  # one batch: the crop and its mirror
+    d = both.depth.shape[0]
+    crop = detail.crops_cpu(image, [detail.scale_affine(a, d / 128)], d)
+    r = rasterize(v[None] * np.float32(d / 128), tri, d, d, backend="cpu")
+    z, m = np.asarray(r.depth), np.asarray(r.mask).astype(np.float32)
+    relief = fine.run(crop, z, m) - z
+    mirrored = fine.run(np.ascontiguousarray(crop[..., ::-1]), np.ascontiguousarray(z[..., ::-1]),
+                        np.ascontiguousarray(m[..., ::-1])) - z[..., ::-1]
+    assert np.allclose(both.depth, (z + 0.5 * (relief + mirrored[..., ::-1]))[0], atol=1e-4)
+    assert not np.allclose(relief, mirrored[..., ::-1], atol=1e-4)  # the two runs differ: the mirror is a real view
+
+
 # ------------------------------------------------------------------ the shipped FineNet, end to end (assets needed)
 
 

@@ -64,7 +64,9 @@ class FaceResult:
         track_id: stable id of the face across frames of a stream.
         identity: (100,) float32 N(0,1)-scaled identity coefficients.
         expression: (53,) float32 blendshape weights in [0, 1].
-        crop_pose: :class:`rtface.camera.Pose` in the crop (what CoarseNet estimated, after smoothing).
+        crop_pose: :class:`rtface.camera.Pose` in the face's crop (what CoarseNet estimated, after smoothing). "The
+            crop" of a result is the face's **detail crop** (:mod:`rtface.detail`): the square of the frame the
+            CoarseNet saw, sampled at the face's own resolution, ``size`` px a side (128 up to a cap).
         pose: the same pose in **frame** coordinates (``crop_pose.transformed(crop_to_frame)``).
         crop_vertices: (V, 3) float32 posed mesh in crop pixels.
         vertices: (V, 3) float32 posed mesh in frame pixels, z toward the camera (frame px).
@@ -77,8 +79,8 @@ class FaceResult:
             the 3D jaw is, seen or hidden), as MediaPipe's face mesh, 3DDFA / 3DDFA_V2, LS3D-W and AFLW2000-3D
             define them. Equal to ``landmarks`` on the inner points 17..67; on the jaw (0..16) the two differ by
             how far the head is turned.
-        depth, coarse_depth: (S, S) float32 crop-aligned depth in crop pixels (fine and 3DMM), 0 outside.
-        mask: (S, S) bool, True where the face is rendered in the crop.
+        depth, coarse_depth: (size, size) float32 crop-aligned depth in crop pixels (fine and 3DMM), 0 outside.
+        mask: (size, size) bool, True where the face is rendered in the crop.
         crop_to_frame: (2, 3) float64 similarity crop -> frame; ``frame_to_crop`` its inverse.
         mm_per_pixel: millimetres per crop pixel (``10 / pose.scale`` of the crop pose; pose scale is px/cm).
     """

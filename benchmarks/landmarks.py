@@ -437,6 +437,66 @@ def _face_tile(image: np.ndarray, face, index: int, side: int = 160) -> np.ndarr
     return tile
 
 
+VIDEOS = ("video/hamilton_640x360.mp4", "video/dafoe_1280x720.mp4")
+
+
+def evaluate_video(path: str, weights: str | None = None) -> dict:
+    """Tracking on a video (``rtface.stream``, CPU, defaults): frames with a face, landmark error against the
+    detector and landmark jitter.
+
+    * ``frames_with_face_%``: frames where the stream reports at least one face; ``detector_frames_%``: frames
+      where the detector alone (run on every frame, for this measurement only) finds one.
+    * ``five_point_nme_%``: the stream's landmarks, reduced to the five template points, against the detector's
+      five points on the same frame (matched by box overlap), over sqrt(w*h) of the landmarks' box: the only
+      reference the clips have; the detector's own points are not exact either (a few %).
+    * ``off_face_%``: share of the stream's faces, on frames where the detector finds a face, whose landmark box
+      overlaps none of the detector's boxes (IoU <= 0.3): fits that left the face (the 5-point error above
+      cannot include them, having no detection to compare with).
+    * ``jitter_%``: frame-to-frame motion of the 68 landmarks after removing the face's mean motion (a rigid
+      translation), RMS over points, over sqrt(w*h) of the box, averaged over consecutive frames of one track;
+      shot cuts (box overlap < 0.3) are left out.
+    """
+    from rtface.crop import five_from_68
+    from rtface.detect import Detector, box_iou
+    from rtface.pipeline import stream
+
+    det = Detector()
+    frames = with_face = with_det = 0
+    errs, jit = [], []
+    matched = off = 0
+    prev: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for fr in stream(path, backend="cpu", weights=weights):
+        frames += 1
+        d = det(fr.image)
+        with_det += len(d) > 0
+        with_face += len(fr.faces) > 0
+        cur = {}
+        for f in fr.faces:
+            lm = np.asarray(f.landmarks, np.float64)
+            size = np.sqrt(max(np.ptp(lm[:, 0]), 1e-6) * max(np.ptp(lm[:, 1]), 1e-6))
+            box = np.array([*lm.min(0), *lm.max(0)])
+            cur[f.track_id] = (lm, box)
+            if len(d):
+                iou = box_iou(box[None], d.boxes)[0]
+                j = int(np.argmax(iou))
+                if iou[j] > 0.3:
+                    errs.append(np.linalg.norm(five_from_68(lm) - d.points[j], axis=1).mean() / size)
+                    matched += 1
+                else:
+                    off += 1
+            if f.track_id in prev:
+                plm, pbox = prev[f.track_id]
+                if box_iou(box[None], pbox[None])[0, 0] > 0.3:
+                    motion = lm - plm
+                    jit.append(np.sqrt(((motion - motion.mean(0)) ** 2).sum(1).mean()) / size)
+        prev = cur
+    return {"frames": frames, "frames_with_face_%": 100.0 * with_face / max(frames, 1),
+            "detector_frames_%": 100.0 * with_det / max(frames, 1),
+            "five_point_nme_%": float(np.mean(errs) * 100) if errs else float("nan"),
+            "off_face_%": 100.0 * off / max(matched + off, 1),
+            "jitter_%": float(np.mean(jit) * 100) if jit else float("nan")}
+
+
 def onnx_predictor(weights: str | None):
     from rtface.networks import load_networks
 

@@ -68,13 +68,15 @@ def read_picture(path: str) -> np.ndarray | None:
     if "@" in path and not Path(path).exists():
         import av
 
+        from rtface.sources import av_frame_bgr
+
         video, _, n = path.rpartition("@")
         if not n.isdigit() or not Path(video).is_file():
             return None
         with av.open(video) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if i == int(n):
-                    return frame.to_ndarray(format="bgr24")
+                    return av_frame_bgr(frame)
         return None
     return cv2.imread(path, cv2.IMREAD_COLOR)
 

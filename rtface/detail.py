@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .camera import affine_scale, compose_affine, warp_to_crop
+from .camera import affine_scale, compose_affine
 from .errors import InputError
 
 #: Detail resolutions are multiples of this (the FineNet's two stride-2 stages need a multiple of 4; 16 keeps
@@ -66,9 +66,14 @@ def detail_size(frame_to_crop: np.ndarray, crop_size: int, cap: int) -> int:
     return int(min(max(d, crop_size), cap))
 
 
+def crop_to_detail(ratio: float) -> np.ndarray:
+    """2x3 crop -> detail crop: a scale of ``ratio`` (= D / S) about the origin."""
+    return np.array([[ratio, 0.0, 0.0], [0.0, ratio, 0.0]])
+
+
 def scale_affine(frame_to_crop: np.ndarray, ratio: float) -> np.ndarray:
-    """frame -> detail crop: ``frame_to_crop`` followed by a scale of ``ratio`` (= D / S)."""
-    return compose_affine(np.array([[ratio, 0.0, 0.0], [0.0, ratio, 0.0]]), frame_to_crop)
+    """frame -> detail crop: ``frame_to_crop`` followed by :func:`crop_to_detail`."""
+    return compose_affine(crop_to_detail(ratio), frame_to_crop)
 
 
 @dataclass
@@ -90,27 +95,22 @@ def size_groups(sizes: list[int]) -> dict[int, list[int]]:
     return groups
 
 
-def crops_cpu(image: np.ndarray, frame_to_detail: list[np.ndarray], size: int) -> np.ndarray:
-    """FineNet input (N, 3, D, D) float32 RGB [0, 1] of a BGR frame under each frame -> detail-crop affine."""
-    from .networks import preprocess
-
-    return preprocess(np.stack([warp_to_crop(image, a, size) for a in frame_to_detail]))
-
-
 def run(frame: Any, frame_to_crops: list[np.ndarray], verts: Any, crop_size: int, cap: int, triangles: Any, fine,
-        timings: dict[str, float], crops: Callable = crops_cpu, backend: str = "cpu",
+        timings: dict[str, float], crops: Callable | None = None, backend: str = "cpu",
         sync: Callable[[], None] | None = None, mirror: bool = False) -> list[DetailMaps]:
     """The detail stage for N faces: ``verts`` (N, V, 3) posed meshes in crop px (NumPy, or CuPy with
     ``backend="cuda"``), ``fine`` a :class:`rtface.networks.FineNet`, ``crops(frame, affines, D)`` the detail
-    crops' network input (:func:`crops_cpu`, or the GPU stage's sampler). Adds its time to ``timings`` ("crop":
+    crops' network input (default :func:`rtface.networks.crop_inputs`; the GPU stage passes its sampler). Adds its time to ``timings`` ("crop":
     the detail crops, "render": the rasteriser, "fine": the FineNet; ``sync`` is called before each reading, for
     GPU timings). ``mirror``: also run the FineNet on the mirror image of each detail crop (and of its coarse
     depth) and average the two reliefs (:data:`MIRROR_IMAGES`; twice the FineNet's time). Faces whose mesh is not
     finite get empty maps (mask all False, depth 0)."""
     import time
 
+    from .networks import crop_inputs
     from .render import rasterize
 
+    crops = crops or crop_inputs
     xp = np if backend == "cpu" else _cupy()
     wait = sync or (lambda: None)
     out: list[DetailMaps | None] = [None] * len(frame_to_crops)
@@ -154,5 +154,5 @@ def _cupy():
     return require("cupy", "The GPU detail stage")
 
 
-__all__ = ["DetailMaps", "IMAGE_CAP", "MAX_CAP", "MULTIPLE", "STREAM_CAP", "check_cap", "crops_cpu", "detail_size", "run",
+__all__ = ["DetailMaps", "IMAGE_CAP", "MAX_CAP", "MULTIPLE", "STREAM_CAP", "check_cap", "crop_to_detail", "detail_size", "run",
            "scale_affine", "size_groups"]

@@ -153,6 +153,15 @@ def preprocess(crops_bgr: np.ndarray) -> np.ndarray:
     return out
 
 
+def crop_inputs(image: np.ndarray, frame_to_crops: list[np.ndarray], size: int) -> np.ndarray:
+    """Network input ``(N, 3, size, size)`` float32 RGB [0, 1] of a BGR frame under each 2x3 frame -> crop
+    affine (:func:`rtface.camera.warp_to_crop`, then :func:`preprocess`): the CoarseNet's crops and the FineNet's
+    detail crops on the CPU."""
+    from .camera import warp_to_crop
+
+    return preprocess(np.stack([warp_to_crop(image, a, size) for a in frame_to_crops]))
+
+
 def _check_images(images: Any, size: int, what: str) -> Any:
     shape = tuple(images.shape)
     if len(shape) != 4 or shape[1:] != (3, size, size):
@@ -321,4 +330,4 @@ def load_networks(directory: str | os.PathLike | None = None, backend: str = "au
 
 
 __all__ = ["CoarseNet", "FineNet", "INT8", "Networks", "PRECISIONS", "WEIGHTS_DIR", "int8_status", "load_manifest",
-           "load_networks", "preprocess", "weights_dir"]
+           "load_networks", "crop_inputs", "preprocess", "weights_dir"]

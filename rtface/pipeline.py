@@ -48,9 +48,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .camera import (DEPTH_OFFSET_CM, Pose, affine_scale, compose_affine, invert_affine, rotation_matrix,
-                     warp_to_crop)
 from . import detail
+from .camera import DEPTH_OFFSET_CM, Pose, affine_scale, compose_affine, invert_affine, rotation_matrix
 from .contour import Contour
 from .errors import InputError
 from .results import FaceResult, FrameResult
@@ -369,13 +368,13 @@ class Pipeline:
     def _view_crops(self, frame: Any, tracks, n_views: int) -> dict[float, Any]:
         """Network input (N, 3, S, S) of every face at each zoom of its first ``n_views`` views (:mod:`rtface.views`;
         zoom 1.0 is the face's own crop). ``frame``: the image, or on the GPU path the frame on the device."""
-        from .networks import preprocess
+        from .networks import crop_inputs
         from .views import frame_to_view, zooms
 
         def crop(affines: list[np.ndarray]) -> Any:
             if self._gpu is not None:
                 return self._gpu.crops(frame, affines)
-            return preprocess(np.stack([warp_to_crop(frame, a, self.size) for a in affines]))
+            return crop_inputs(frame, affines, self.size)
 
         return {z: crop([frame_to_view(t.frame_to_crop, z, self.size) for t in tracks]) for z in zooms(n_views)}
 
@@ -464,9 +463,8 @@ class Pipeline:
             c2f = invert_affine(t.frame_to_crop)
             lm = _affine_points(c2f, lm_crop[i]).astype(np.float32)
             m = maps[i]
-            to_detail = np.array([[m.ratio, 0.0, 0.0], [0.0, m.ratio, 0.0]])
             face = FaceResult(box=t.box, score=t.score, track_id=t.id, identity=ident[i], expression=expr[i],
-                              crop_pose=Pose.from_vector(pose[i]).transformed(to_detail),
+                              crop_pose=Pose.from_vector(pose[i]).transformed(detail.crop_to_detail(m.ratio)),
                               crop_vertices=verts[i] * np.float32(m.ratio), depth=m.depth, coarse_depth=m.coarse,
                               mask=m.mask, frame_to_crop=detail.scale_affine(t.frame_to_crop, m.ratio),
                               landmark_index=landmark_ids[i], landmarks=lm, landmark3d_index=self.model.landmarks)

@@ -302,7 +302,7 @@ def _albedo(lum: np.ndarray, shade: np.ndarray, floor: float, chroma: np.ndarray
 
     log_raw = np.where(m, np.log(np.maximum(lum, 1e-3) / np.maximum(shade, floor)), 0.0)
     guide = np.concatenate([log_raw[..., None], cfg.chroma_weight * chroma], axis=-1)
-    guide = _masked_blur(guide, m, cfg.guide_blur)
+    guide = masked_blur(guide, m, cfg.guide_blur)
     log_rho = domain_transform(log_raw, np.ascontiguousarray(guide), m, float(cfg.albedo_sigma),
                                float(cfg.albedo_range), 3)
     # largest difference of the kept log albedo to a 4-neighbour inside m: where an albedo edge is
@@ -317,7 +317,7 @@ def _albedo(lum: np.ndarray, shade: np.ndarray, floor: float, chroma: np.ndarray
     return np.where(m, np.exp(log_rho), 0.0), w_edge
 
 
-def _masked_blur(x: np.ndarray, m: np.ndarray, sigma: float) -> np.ndarray:
+def masked_blur(x: np.ndarray, m: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur (sigma px) of ``x`` (H, W[, C]) averaging over ``m`` only (normalised convolution)."""
     import cv2
 
@@ -448,7 +448,7 @@ def _refine_intensity(lum32: np.ndarray, rgb: np.ndarray, z0: np.ndarray, m: np.
             break
     if cfg.band > 0:
         d = zk - z
-        zk = np.where(m, z + d - _masked_blur(d, m, cfg.band), 0.0)
+        zk = np.where(m, z + d - masked_blur(d, m, cfg.band), 0.0)
     if rho is not None:
         info.update(light=light, albedo=np.where(m, rho, 0.0).astype(np.float32), weight=w.astype(np.float32))
     return zk.astype(np.float32), info

@@ -433,7 +433,9 @@ def _render(model, md, rng, cfg, size, detail, identity, expression, verts_cm, a
     normals = shading.depth_normals(depth, mask).astype(np.float32)
     shade_normals = normals
     if cfg.smooth_shading:
-        shade_normals = shading.depth_normals(_masked_blur(coarse, mask, SMOOTH_FACET_CM * scale) + detail_map,
+        from .refine import masked_blur
+
+        shade_normals = shading.depth_normals(masked_blur(coarse, mask, SMOOTH_FACET_CM * scale) + detail_map,
                                               mask).astype(np.float32)
 
     # lighting
@@ -688,18 +690,6 @@ def _wrinkles(md: _ModelData, rng, cfg: SynthConfig, u: np.ndarray, scale: float
 #: Blur (Gaussian sigma, cm) that turns the faceted mesh depth into a smooth face for shading (the mesh's edges
 #: are about 2 mm long).
 SMOOTH_FACET_CM = 0.1
-
-
-def _masked_blur(x: np.ndarray, mask: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian blur of ``x`` over the mask's pixels only (normalised by the blurred mask), ``x`` outside it."""
-    import cv2
-
-    if sigma_px < 0.3:
-        return x
-    m = mask.astype(np.float32)
-    num = cv2.GaussianBlur(x * m, (0, 0), sigma_px)
-    den = cv2.GaussianBlur(m, (0, 0), sigma_px)
-    return np.where(mask & (den > 1e-3), num / np.maximum(den, 1e-3), x).astype(np.float32)
 
 
 def _extra_detail(rng, cfg: SynthConfig, u: np.ndarray, md: _ModelData) -> np.ndarray:

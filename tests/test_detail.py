@@ -103,7 +103,9 @@ def test_mirror_averages_the_relief_of_the_crop_and_of_its_mirror_image():
     both = detail.run(image, [a], v[None], 128, 384, tri, fine, {}, mirror=True)[0]
     assert fine.sizes[-1][0] == 2  # one batch: the crop and its mirror
     d = both.depth.shape[0]
-    crop = detail.crops_cpu(image, [detail.scale_affine(a, d / 128)], d)
+    from rtface.networks import crop_inputs
+
+    crop = crop_inputs(image, [detail.scale_affine(a, d / 128)], d)
     r = rasterize(v[None] * np.float32(d / 128), tri, d, d, backend="cpu")
     z, m = np.asarray(r.depth), np.asarray(r.mask).astype(np.float32)
     relief = fine.run(crop, z, m) - z
@@ -192,7 +194,7 @@ def test_finenet_agrees_with_itself_at_two_resolutions(pipe, closeups):
     """The relief of one face at D and at D / 2, compared at D / 2 after a blur both resolve."""
     import cv2
 
-    from rtface.networks import preprocess
+    from rtface.networks import crop_inputs
     from rtface.render import rasterize
 
     frame = closeups["detail"]["frame"][0]
@@ -201,7 +203,7 @@ def test_finenet_agrees_with_itself_at_two_resolutions(pipe, closeups):
     for d in (face.size, face.size // 2):
         ratio = d / face.size
         a = detail.scale_affine(face.frame_to_crop, ratio)
-        crop = preprocess(detail.warp_to_crop(frame, a, d)[None])
+        crop = crop_inputs(frame, [a], d)
         ras = rasterize(face.crop_vertices[None] * np.float32(ratio), pipe.model.triangles, d, d, backend="cpu")
         depth = pipe.networks.fine.run(crop, ras.depth, ras.mask.astype(np.float32))[0]
         rel = np.where(ras.mask[0], depth - ras.depth[0], 0.0) / ratio  # px of the D map

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 
@@ -63,11 +62,9 @@ def export_onnx(net: FineNet, path: Path, opset: int = 17) -> float:
     return worst
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
+    from rtface.assets import sha256_file
+
     from .detail_phase1 import load
 
     p = argparse.ArgumentParser(prog="python -m train.detail_export", description=__doc__.split("\n\n")[0])
@@ -87,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         if (a.weights / f).exists():
             (a.weights / f).unlink()
     man["networks"]["fine"] = {
-        "file": FILE, "sha256": sha256(out), "resolution": "any", "multiple": MULTIPLE,
+        "file": FILE, "sha256": sha256_file(out), "resolution": "any", "multiple": MULTIPLE,
         "output": "relief", "parity_max_abs_diff": diff,
-        "training": {"checkpoint": a.checkpoint.name, "checkpoint_sha256": sha256(a.checkpoint),
+        "training": {"checkpoint": a.checkpoint.name, "checkpoint_sha256": sha256_file(a.checkpoint),
                      "steps": int(ck["step"]), "widths": list(ck["widths"]), "context": list(ck["context"]),
                      "note": a.note, "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
     }

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rtface.networks import preprocess
+
 from .detail_data import load_shard
 from .detail_net import FineNet
 
@@ -88,8 +90,7 @@ class Patches:
         cz = np.roll(coarse, tuple(shift), axis=(0, 1)) + _smooth_field(rng, p, 0.01 * d) * cm
         if rng.random() < 0.5:
             img, cz, cm, detail, mask = (a[:, ::-1] for a in (img, cz, cm, detail, mask))
-        rgb = img[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
-        return (rgb, np.where(cm, cz, 0)[None].astype(np.float32), cm[None].astype(np.float32),
+        return (preprocess(img)[0], np.where(cm, cz, 0)[None].astype(np.float32), cm[None].astype(np.float32),
                 detail[None].astype(np.float32), mask[None].astype(np.float32), np.float32(mmpp))
 
     def batch(self, n: int) -> dict[str, torch.Tensor]:
@@ -143,7 +144,7 @@ def validate(net: FineNet, sets: dict[str, dict]) -> dict[str, float]:
         for kind, s in sets.items():
             score = ReliefScore()
             for i in range(len(s["image"])):
-                rgb = torch.from_numpy(s["image"][i][..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
+                rgb = torch.from_numpy(preprocess(s["image"][i]))
                 z = torch.from_numpy(s["mesh_depth"][i])[None, None]
                 m = torch.from_numpy(s["mask"][i].astype(np.float32))[None, None]
                 r = net.relief(rgb.to(dev), z.to(dev), m.to(dev))[0, 0].cpu().numpy()

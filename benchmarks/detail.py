@@ -39,20 +39,26 @@ from .relief import ReliefScore
 #: Face sizes: name -> (crop side the set is rendered at, frame side). The sets frame the face like the
 #: pipeline's crop (its mask about 0.78 of the side wide).
 SIZES = {"small": (176, 288), "closeup": (448, 640)}
+#: Depth scale of the sets' detail shapes (``benchmarks.detailsets.make_set(strength=)``). At 3.5 the true detail's
+#: RMS after the measure's high-pass is 0.125 mm (small faces) and 0.133 mm (close-ups), as on issue 23's held-out
+#: sets (0.138 and 0.126 mm); at 1 (the figures of the first detail release) 0.036 and 0.039 mm.
+STRENGTH = 3.5
 PROBE = ["shrink=1", "fidelity=0.001", "smoothness=0.01", "iterations=4", "cg_iterations=30", "band=1.3"]
 
 
-def frame_set(model, kind: str, size: str, n: int, seed: int = 0, cache: bool = True) -> dict[str, np.ndarray]:
+def frame_set(model, kind: str, size: str, n: int, seed: int = 0, cache: bool = True,
+              strength: float = STRENGTH) -> dict[str, np.ndarray]:
     """``n`` held-out faces of ``kind`` at face size ``size``, placed in frames: ``frame`` (n, F, F, 3) uint8 BGR,
     ``detail`` (n, F, F) true detail in frame px, ``mask`` (n, F, F), ``mm_per_px`` (n,)."""
     from .detailsets import make_set
 
     crop, side = SIZES[size]
-    path = Path.home() / ".cache" / "rtface" / "bench" / f"detail_frames_{kind}_{size}_{n}_{seed}.npz"
+    tag = "" if strength == 1.0 else f"_x{strength:g}"
+    path = Path.home() / ".cache" / "rtface" / "bench" / f"detail_frames_{kind}_{size}_{n}_{seed}{tag}.npz"
     if cache and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    s = make_set(model, kind, n, size=crop, seed=seed)
+    s = make_set(model, kind, n, size=crop, seed=seed, strength=strength)
     o = (side - crop) // 2
     frames = np.full((n, side, side, 3), 118, np.uint8)
     frames[:, o:o + crop, o:o + crop] = s["image"]
@@ -107,11 +113,12 @@ def score(sets: dict, results: dict) -> dict:
     return table
 
 
-def run_methods(n: int, methods: list[str], seed: int, cache: bool) -> dict:
+def run_methods(n: int, methods: list[str], seed: int, cache: bool, strength: float = STRENGTH) -> dict:
     from rtface import FaceModel
 
     model = FaceModel.load()
-    sets = {(size, kind): frame_set(model, kind, size, n, seed, cache) for size in SIZES for kind in ("detail", "albedo")}
+    sets = {(size, kind): frame_set(model, kind, size, n, seed, cache, strength)
+            for size in SIZES for kind in ("detail", "albedo")}
     out = {}
     for m in methods:
         res = {key: reliefs(s["frame"], m) for key, s in sets.items()}
@@ -119,16 +126,17 @@ def run_methods(n: int, methods: list[str], seed: int, cache: bool) -> dict:
     return out
 
 
-def _baseline(tree: Path, n: int, seed: int) -> dict:
+def _baseline(tree: Path, n: int, seed: int, strength: float = STRENGTH) -> dict:
     """The ``image`` method run by another checkout of rtface (module docstring)."""
     # the other tree's rtface is imported first, then this tree's benchmarks (the other may have none of them)
     code = ("import sys, json; sys.path.insert(0, sys.argv[1]); import rtface; sys.path.insert(0, sys.argv[2]);"
             "from benchmarks.detail import run_methods;"
-            "print('JSON' + json.dumps(run_methods(int(sys.argv[3]), ['image'], int(sys.argv[4]), True)['image']))")
+            "print('JSON' + json.dumps(run_methods(int(sys.argv[3]), ['image'], int(sys.argv[4]), True,"
+            " float(sys.argv[5]))['image']))")
     here = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    p = subprocess.run([sys.executable, "-c", code, str(tree), here, str(n), str(seed)], capture_output=True,
-                       text=True, env=env, cwd=str(tree))
+    p = subprocess.run([sys.executable, "-c", code, str(tree), here, str(n), str(seed), str(strength)],
+                       capture_output=True, text=True, env=env, cwd=str(tree))
     line = [x for x in p.stdout.splitlines() if x.startswith("JSON")]
     if p.returncode or not line:
         raise RuntimeError(f"baseline run in {tree} failed:\n{p.stderr[-2000:]}")
@@ -155,18 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refine", action="store_true", help="also the refinement at the frame's resolution (slow)")
     p.add_argument("--no-stream", action="store_true", help="single images only")
     p.add_argument("--baseline-tree", type=Path, help="another rtface checkout, measured beside (single image)")
+    p.add_argument("--strength", type=float, default=STRENGTH,
+                   help=f"depth scale of the sets' detail shapes (default {STRENGTH:g}: issue 23's detail RMS)")
     p.add_argument("--no-cache", action="store_true", help="render the sets again")
     p.add_argument("--json", type=Path, help="write the figures here")
     a = p.parse_args(argv)
     if a.faces < 1:
         p.error("--faces must be at least 1")
+    if not a.strength > 0:
+        p.error("--strength must be positive")
     methods = ["image"] + ([] if a.no_stream else ["stream"]) + (["refine"] if a.refine else [])
-    results = run_methods(a.faces, methods, a.seed, not a.no_cache)
+    results = run_methods(a.faces, methods, a.seed, not a.no_cache, a.strength)
     if a.baseline_tree:
-        results["baseline"] = _baseline(a.baseline_tree, a.faces, a.seed)
+        results["baseline"] = _baseline(a.baseline_tree, a.faces, a.seed, a.strength)
     print_table(results)
     if a.json:
-        a.json.write_text(json.dumps({"faces": a.faces, "seed": a.seed, "results": results}, indent=1))
+        a.json.write_text(json.dumps({"faces": a.faces, "seed": a.seed, "strength": a.strength, "results": results},
+                                     indent=1))
     return 0
 
 

@@ -469,7 +469,7 @@ def _shade(n: np.ndarray, ambient, up, lights, rng) -> tuple[np.ndarray, np.ndar
     return e, spec
 
 
-def _render_one(model, kind: str, rng, size: int, degrade: bool = True) -> dict:
+def _render_one(model, kind: str, rng, size: int, degrade: bool = True, strength: float = 1.0) -> dict:
     import cv2
 
     from rtface import synth
@@ -517,7 +517,7 @@ def _render_one(model, kind: str, rng, size: int, degrade: bool = True) -> dict:
     coarse_hi.reshape(-1)[sel] = flat[:, 2] + shift[:, 2] + (n_s[:, 0] * shift[:, 0] + n_s[:, 1] * shift[:, 1]) / nz_s
     detail_hi = np.zeros((hs, hs))
     if kind == "detail":
-        disp_mm = cv.sample(_detail_texture(cv, lm, rng), canon[:, :2]) * front
+        disp_mm = cv.sample(_detail_texture(cv, lm, rng), canon[:, :2]) * (front * float(strength))
         gx, gy, _ = shading.depth_gradients(coarse_hi, m_hi)
         nz = 1.0 / np.sqrt(1.0 + gx.reshape(-1)[sel] ** 2 + gy.reshape(-1)[sel] ** 2)
         detail_hi.reshape(-1)[sel] = disp_mm / 10.0 * scale * ss / np.maximum(nz, 0.5)
@@ -585,13 +585,14 @@ def _render_one(model, kind: str, rng, size: int, degrade: bool = True) -> dict:
             "expression": g.expression, "landmarks": g.landmarks, "mm_per_px": np.float32(10.0 / scale)}
 
 
-def make_set(model, kind: str, n: int, size: int = 128, seed: int = 0, degrade: bool = True, start: int = 0
-             ) -> dict[str, np.ndarray]:
+def make_set(model, kind: str, n: int, size: int = 128, seed: int = 0, degrade: bool = True, start: int = 0,
+             strength: float = 1.0) -> dict[str, np.ndarray]:
     """Faces ``start .. start + n - 1`` of the held-out set ``kind`` ("detail" or "albedo") at crop size
     ``size``, stacked per field (a face depends only on its index, so a set can be made in chunks).
 
     ``degrade=False`` leaves out the camera's blur, noise and JPEG (the same faces otherwise): to tell how
-    much of an error is due to them."""
+    much of an error is due to them. ``strength`` scales the depth of every detail shape (the same faces, lights
+    and albedo otherwise; 1: the depths in the module docstring)."""
     from rtface.errors import InputError
 
     if kind not in KINDS:
@@ -601,7 +602,7 @@ def make_set(model, kind: str, n: int, size: int = 128, seed: int = 0, degrade: 
     out: dict[str, np.ndarray] = {}
     for i in range(int(n)):
         rng = np.random.default_rng([SEED, KINDS.index(kind), int(seed), int(start) + i])
-        face = _render_one(model, kind, rng, int(size), degrade)
+        face = _render_one(model, kind, rng, int(size), degrade, float(strength))
         for k, v in face.items():
             v = np.asarray(v)
             if i == 0:

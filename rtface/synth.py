@@ -42,7 +42,9 @@ How a face is made (ranges in :class:`SynthConfig`):
   geometry on top (moles, freckles, painted strokes and rings, stubble dots, blotches: :func:`_albedo_marks`).
   Lighting: order-2 SH irradiance (:mod:`rtface.render.shading`
   conventions, image frame, irradiance coefficients, RGB columns) of a dominant ambient term plus one
-  slightly coloured directional light (mostly from the front and above), exposure folded in. Image
+  slightly coloured directional light (mostly from the front and above), exposure folded in; with probability
+  ``hard_light_prob`` (0 by default) the image shades that light exactly, ``ambient + I max(n . d, 0)`` (a hard
+  terminator and attached shadows in deep grooves), and ``sh`` stays its band limit. Image
   (display values in [0, 1], no gamma: the same model as the phase-2 shape-from-shading loss)::
 
       face = albedo * (Y(n) . sh) [+ a small Blinn-Phong specular, not part of ``sh``]
@@ -115,8 +117,16 @@ class SynthConfig:
     ambient: tuple[float, float] = (0.35, 0.8)
     light_intensity: tuple[float, float] = (0.15, 0.75)
     light_color_jitter: float = 0.06  # per-channel relative
+    # the light's direction: (x, y, 1) normalised, x ~ N(0, sigma_x), y ~ N(-0.35, sigma_y) (image y is down)
+    light_spread: tuple[float, float] = (0.6, 0.4)
     exposure: tuple[float, float] = (0.8, 1.2)
     specular_prob: float = 0.5
+    # the probability that the directional light is shaded exactly (a clamped cosine: a hard terminator and
+    # attached shadows in grooves, as a real lamp or the sun makes them) instead of its order-2 SH band limit; the
+    # face's ``sh`` stays that band limit; 0 draws nothing and keeps earlier releases' faces
+    hard_light_prob: float = 0.0
+    # the probability of a second, weaker light (0.15-0.5 of the key light) from the other side; 0 draws nothing
+    fill_light_prob: float = 0.0
     specular: tuple[float, float] = (0.02, 0.12)
     # appearance
     skin_variation: tuple[float, float] = (0.02, 0.07)  # amplitude of low-frequency albedo noise
@@ -139,6 +149,9 @@ class SynthConfig:
     # extra detail anywhere on the skin (``_extra_detail``): one-sided Gaussian grooves along short curves and
     # round bumps and dents, physical sizes; the expected number per face (0 keeps earlier releases' faces)
     extra_detail: float = 0.0
+    # a per-face factor on the depth of all detail (wrinkles and extra), drawn log-uniform from this range;
+    # (1, 1) draws nothing and keeps earlier releases' faces
+    detail_gain: tuple[float, float] = (1.0, 1.0)
     # shade a smooth face (the faceted mesh's depth blurred over about one facet, ``SMOOTH_FACET_CM``) instead of
     # the facets, as real skin and the held-out renderer look; the truth fields stay the rasterised mesh's
     smooth_shading: bool = False
@@ -425,6 +438,9 @@ def _render(model, md, rng, cfg, size, detail, identity, expression, verts_cm, a
         disp_cm = _wrinkles(md, rng, cfg, canon_p, scale)
         if cfg.extra_detail > 0:
             disp_cm = disp_cm + _extra_detail(rng, cfg, canon_p, md)
+        if tuple(cfg.detail_gain) != (1.0, 1.0):
+            lo, hi = np.log(cfg.detail_gain[0]), np.log(cfg.detail_gain[1])
+            disp_cm = disp_cm * float(np.exp(rng.uniform(lo, hi)))
         detail_map.reshape(-1)[sel] = (disp_cm * scale / np.maximum(nz, 0.5)).astype(np.float32)
     depth = coarse + detail_map
     depth[~mask] = 0.0
@@ -439,13 +455,16 @@ def _render(model, md, rng, cfg, size, detail, identity, expression, verts_cm, a
                                               mask).astype(np.float32)
 
     # lighting
-    sh, light_dir, light_rgb = _lighting(rng, cfg, skin_luma)
+    sh, light_dir, light_rgb, ambient, lights = _lighting(rng, cfg, skin_luma)
     n_p = shade_normals.reshape(-1, 3)[sel]
     if cfg.marks_prob > 0 and len(sel) and rng.random() < cfg.marks_prob:
         alb_p = _albedo_marks(np.random.default_rng(rng.integers(2**63)), md, canon_p, alb_p, scale)
     pores = 1.0 + rng.uniform(*cfg.pore_noise) * rng.standard_normal((len(sel), 1), dtype=np.float32)
     alb_p = np.clip(alb_p * pores, 0.0, 1.0).astype(np.float32)
-    face = alb_p * shading.shade(n_p, sh)
+    if cfg.hard_light_prob > 0 and rng.random() < cfg.hard_light_prob:
+        face = alb_p * _hard_light(n_p, ambient, lights)
+    else:
+        face = alb_p * shading.shade(n_p, sh)
     if rng.random() < cfg.specular_prob:
         h = light_dir + np.array([0.0, 0.0, 1.0])
         h /= np.linalg.norm(h)
@@ -728,11 +747,13 @@ def _extra_detail(rng, cfg: SynthConfig, u: np.ndarray, md: _ModelData) -> np.nd
 
 
 def _lighting(rng, cfg: SynthConfig, skin_luma: float = 0.5):
-    """SH (9, 3) irradiance of ambient + one directional light, exposure folded in; also the light direction.
+    """SH (9, 3) irradiance of ambient + one directional light (and, with probability ``fill_light_prob``, a weaker
+    fill light from the other side), exposure folded in; also the key light's direction and colour (max 1), and the
+    RGB ambient and the lights' (direction, RGB intensity) that the SH band-limits.
 
     Like a camera's auto exposure, darker skin gets up to 2x more exposure."""
     # direction: mostly frontal and from above (image y is down)
-    d = np.array([rng.normal(0, 0.6), rng.normal(-0.35, 0.4), 1.0])
+    d = np.array([rng.normal(0, cfg.light_spread[0]), rng.normal(-0.35, cfg.light_spread[1]), 1.0])
     d /= np.linalg.norm(d)
     tint = np.exp(rng.normal(0, cfg.light_color_jitter, 3))
     amb_tint = np.exp(rng.normal(0, cfg.light_color_jitter, 3))
@@ -740,7 +761,25 @@ def _lighting(rng, cfg: SynthConfig, skin_luma: float = 0.5):
     amb = rng.uniform(*cfg.ambient) * amb_tint * expo
     inten = rng.uniform(*cfg.light_intensity) * tint * expo
     sh = shading.directional_light(d, inten, amb, order=2)
-    return sh, d, (inten / max(inten.max(), 1e-6)).astype(np.float32)
+    lights = [(d, inten)]
+    if cfg.fill_light_prob > 0 and rng.random() < cfg.fill_light_prob:
+        # a weaker light from the other side, as a reflector or a window would add
+        d2 = np.array([-np.sign(d[0]) * abs(rng.normal(0.6, 0.4)), rng.normal(0.0, 0.4), 1.0])
+        d2 /= np.linalg.norm(d2)
+        inten2 = inten * rng.uniform(0.15, 0.5)
+        sh = sh + shading.directional_light(d2, inten2, 0.0, order=2)
+        lights.append((d2, inten2))
+    return sh, d, (inten / max(inten.max(), 1e-6)).astype(np.float32), amb, lights
+
+
+def _hard_light(normals: np.ndarray, ambient: np.ndarray, lights: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Irradiance (P, 3) of ``_lighting``'s light with each directional light an exact clamped cosine:
+    ``ambient + sum_k I_k max(n . d_k, 0)`` (RGB ``ambient`` and intensities ``I_k``, unit directions ``d_k``)."""
+    n = normals.astype(np.float64)
+    e = np.broadcast_to(np.asarray(ambient, np.float64), (len(n), 3)).copy()
+    for d, inten in lights:
+        e += np.clip(n @ np.asarray(d, np.float64), 0.0, None)[:, None] * np.asarray(inten, np.float64)[None, :]
+    return e.astype(np.float32)
 
 
 def _background(rng, cfg: SynthConfig, s: int) -> np.ndarray:

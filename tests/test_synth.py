@@ -157,6 +157,55 @@ def test_detail_amplitude_and_regions(face_model):
         assert abs(d.mean()) < 0.25 * np.abs(d).max()
 
 
+def test_detail_gain_scales_each_face_within_its_range(face_model):
+    from rtface import synth
+
+    base, gained = synth.SynthConfig(), synth.SynthConfig(detail_gain=(2.0, 3.0))
+    ratios = []
+    for seed in range(6):
+        f0 = synth.sample(face_model, np.random.default_rng(seed), size=96, detail=True, config=base)
+        f1 = synth.sample(face_model, np.random.default_rng(seed), size=96, detail=True, config=gained)
+        np.testing.assert_array_equal(f0.coarse_depth, f1.coarse_depth)
+        on = np.abs(f0.detail) > 1e-3
+        if on.sum() > 20:
+            ratios.append(np.median(f1.detail[on] / f0.detail[on]))
+    assert len(ratios) >= 3
+    assert all(1.99 < r < 3.01 for r in ratios) and np.ptp(ratios) > 0.01  # one factor per face, drawn per face
+
+
+def test_hard_light_is_the_exact_clamped_cosine(face_model):
+    from rtface import synth
+    from rtface.render import shading
+
+    d = np.array([0.6, -0.3, 1.0])
+    d /= np.linalg.norm(d)
+    amb, inten = np.array([0.4, 0.35, 0.3]), np.array([0.7, 0.6, 0.5])
+    side = np.cross(d, [0.0, 1.0, 0.0])
+    side /= np.linalg.norm(side)
+    n = np.stack([d, side, -d, np.cos(1.0) * d + np.sin(1.0) * side])
+    e = synth._hard_light(n, amb, [(d, inten)])
+    np.testing.assert_allclose(e[0], amb + inten, rtol=1e-6)  # facing the light
+    np.testing.assert_allclose(e[1], amb, rtol=1e-6)  # at the terminator
+    np.testing.assert_allclose(e[2], amb, rtol=1e-6)  # behind: no light, no negative lobe
+    np.testing.assert_allclose(e[3], amb + np.cos(1.0) * inten, rtol=1e-6)
+    # its band limit is the face's sh: the two agree on average, not at the terminator
+    sh = shading.directional_light(d, inten, amb, order=2)
+    assert np.abs(shading.shade(n[:1], sh) - e[:1]).max() < 0.1 * inten.max()
+    assert np.abs(shading.shade(n[2:3], sh) - e[2:3]).max() > 1e-3
+    # two lights add
+    e2 = synth._hard_light(n, amb, [(d, inten), (-d, 0.5 * inten)])
+    np.testing.assert_allclose(e2[2], amb + 0.5 * inten, rtol=1e-6)
+    np.testing.assert_allclose(e2[0], e[0], rtol=1e-6)
+    # a face shaded this way keeps its geometry and its sh (the band limit) and differs in the image only
+    cfg = synth.SynthConfig(hard_light_prob=1.0, specular_prob=0.0)
+    hard = synth.sample(face_model, np.random.default_rng(3), size=96, detail=True, config=cfg)
+    soft = synth.sample(face_model, np.random.default_rng(3), size=96, detail=True,
+                        config=synth.SynthConfig(hard_light_prob=1e-12, specular_prob=0.0))
+    np.testing.assert_array_equal(hard.depth, soft.depth)
+    np.testing.assert_array_equal(hard.sh, soft.sh)
+    assert np.abs(hard.image.astype(int) - soft.image).max() > 0
+
+
 def test_detail_visible_in_normals(face_model):
     from rtface import synth
     from rtface.render import shading

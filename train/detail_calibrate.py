@@ -2,7 +2,8 @@
 
 ``python -m train.detail_calibrate CKPT --out CKPT2`` runs ``rtface.reconstruct`` with the checkpoint's FineNet
 (exported to a temporary weights folder beside the shipped CoarseNet) on the validation draw (``--seed 1``; the
-benchmark's test draw is seed 0) of :mod:`benchmarks.detail`'s sets, both face sizes, and finds the gain ``g`` of
+benchmark's test draw is seed 0) of :mod:`benchmarks.detail`'s sets (their detail at the benchmark's strength,
+``--strength``), both face sizes, and finds the gain ``g`` of
 the relief that minimises the detail measure's error, ``g = sum P D / sum P^2`` over the high-passed reliefs P
 and true detail D (the least-squares scale: the explained share becomes about the squared correlation). The gain
 is folded into the output layer's weights and bias (``--out``); the spurious relief on the albedo faces scales by
@@ -22,7 +23,7 @@ import torch
 from .detail_phase1 import load, save
 
 
-def measure(weights: Path, faces: int, seed: int) -> dict:
+def measure(weights: Path, faces: int, seed: int, strength: float) -> dict:
     """Relief scores (``benchmarks.relief.ReliefScore``) per set of single images with the FineNet in ``weights``."""
     from benchmarks.detail import SIZES, frame_set, reliefs
     from benchmarks.relief import ReliefScore
@@ -32,7 +33,7 @@ def measure(weights: Path, faces: int, seed: int) -> dict:
     out = {}
     for size in SIZES:
         for kind in ("detail", "albedo"):
-            s = frame_set(model, kind, size, faces, seed)
+            s = frame_set(model, kind, size, faces, seed, strength=strength)
             sc = ReliefScore()
             for i, (relief, mask, _) in enumerate(reliefs(s["frame"], "image", weights=str(weights))):
                 if mask.any():
@@ -49,9 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="the checkpoint with the gain folded in")
     p.add_argument("--faces", type=int, default=12, help="faces per set of the validation draw")
     p.add_argument("--seed", type=int, default=1, help="draw of the sets (not 0: the benchmark's test draw)")
+    p.add_argument("--fit-sizes", nargs="+", default=["small", "closeup"],
+                   help="the face sizes whose detail sets the gain is fitted on (default: both)")
+    p.add_argument("--strength", type=float, default=None,
+                   help="depth scale of the sets' detail (default: the benchmark's, benchmarks.detail.STRENGTH)")
     a = p.parse_args(argv)
     if a.seed == 0:
         p.error("--seed 0 is the benchmark's test draw; calibrate on another")
+    from benchmarks.detail import SIZES
+
+    if not set(a.fit_sizes) <= set(SIZES):
+        p.error(f"--fit-sizes: choose from {', '.join(SIZES)}")
     from rtface.networks import WEIGHTS_DIR
 
     with tempfile.TemporaryDirectory(prefix="rtface-calibrate-") as tmp:
@@ -61,8 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         man["networks"]["fine"] = {}
         (w / "manifest.json").write_text(json.dumps(man))
         export([str(a.checkpoint), "--weights", str(w)])
-        scores = measure(w, a.faces, a.seed)
-    detail = [v for k, v in scores.items() if k.endswith("/detail")]
+        from benchmarks.detail import STRENGTH
+
+        scores = measure(w, a.faces, a.seed, STRENGTH if a.strength is None else a.strength)
+    for k, v in scores.items():
+        if k.endswith("/detail") and v.pred > 0:
+            print(f"{k}: its own least-squares gain {v.cross / v.pred:.3f}")
+    detail = [v for k, v in scores.items() if k.endswith("/detail") and k.split("/")[0] in a.fit_sizes]
     cross, pred = sum(s.cross for s in detail), sum(s.pred for s in detail)
     g = cross / pred if pred > 0 else 1.0
     for k, s in scores.items():
@@ -70,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k}: explained {r['explained'] * 100:.1f} % corr {r['correlation']:.3f} relief {r['relief_rms_mm']:.4f} mm "
               f"(true {r['true_rms_mm']:.4f}); with the gain: explained "
               f"{(1 - (s.err - s.pred + g * g * s.pred - 2 * (g - 1) * s.cross) / s.true) * 100 if s.true else 0:.1f} %")
-    print(f"gain {g:.3f} (least squares over the detail sets of the validation draw {a.seed}, {a.faces} faces each)")
+    print(f"gain {g:.3f} (least squares over the {' and '.join(a.fit_sizes)} detail sets of the validation draw "
+          f"{a.seed}, {a.faces} faces each)")
     net, ck = load(a.checkpoint)
     with torch.no_grad():
         net.out.weight.mul_(g)

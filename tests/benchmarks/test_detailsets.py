@@ -43,6 +43,18 @@ def test_faces_depend_only_on_their_index(face_model, sets):
     np.testing.assert_array_equal(one["depth"][0], sets["detail"]["depth"][1])
 
 
+def test_strength_scales_the_detail_only(face_model, sets):
+    strong = D.make_set(face_model, "detail", 1, size=64, seed=0, strength=3.0)
+    base = sets["detail"]
+    np.testing.assert_array_equal(strong["coarse_depth"][0], base["coarse_depth"][0])
+    np.testing.assert_array_equal(strong["mask"][0], base["mask"][0])
+    np.testing.assert_allclose(strong["detail"][0], 3.0 * base["detail"][0], rtol=1e-3, atol=1e-4)
+    # the image shows the deeper detail: it differs from the base face's where the detail is
+    assert np.abs(strong["image"][0].astype(int) - base["image"][0]).max() > 0
+    # the albedo set has no detail to scale
+    assert not D.make_set(face_model, "albedo", 1, size=64, seed=0, strength=3.0)["detail"].any()
+
+
 def test_highpass_error():
     ys, xs = np.mgrid[0:64, 0:64].astype(np.float64) + 0.5
     mask = (xs - 32) ** 2 + (ys - 32) ** 2 < 28**2

@@ -93,6 +93,19 @@ def test_shards_hold_faces_at_their_resolution(shards):
     assert (s["detail"][~s["mask"]] == 0).all()
 
 
+def test_presets_build_on_each_other():
+    from rtface.synth import SynthConfig
+    from train.detail_data import BASE, DEFAULT_PRESET, PRESETS, synth_config
+
+    assert synth_config("first") == SynthConfig(**BASE)  # the first release's faces: nothing new drawn
+    assert synth_config("strong").detail_gain[1] > 1 and synth_config("strong").hard_light_prob == 0
+    assert synth_config("lit").hard_light_prob > 0 and synth_config("lit").fill_light_prob == 0
+    assert synth_config() == synth_config(DEFAULT_PRESET) == synth_config("fill")
+    assert synth_config("fill").fill_light_prob > 0 and synth_config("fill").detail_gain == PRESETS["strong"]["detail_gain"]
+    with pytest.raises(ValueError, match="unknown preset"):
+        synth_config("sunny")
+
+
 def test_patches_move_the_coarse_input_but_not_the_target(shards):
     folder, s = shards
     p = Patches(folder, 96, seed=0)

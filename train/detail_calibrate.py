@@ -20,12 +20,14 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.detail import SIZES, STRENGTH
+
 from .detail_phase1 import load, save
 
 
 def measure(weights: Path, faces: int, seed: int, strength: float) -> dict:
     """Relief scores (``benchmarks.relief.ReliefScore``) per set of single images with the FineNet in ``weights``."""
-    from benchmarks.detail import SIZES, frame_set, reliefs
+    from benchmarks.detail import frame_set, reliefs
     from benchmarks.relief import ReliefScore
     from rtface import FaceModel
 
@@ -50,17 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="the checkpoint with the gain folded in")
     p.add_argument("--faces", type=int, default=12, help="faces per set of the validation draw")
     p.add_argument("--seed", type=int, default=1, help="draw of the sets (not 0: the benchmark's test draw)")
-    p.add_argument("--fit-sizes", nargs="+", default=["small", "closeup"],
+    p.add_argument("--fit-sizes", nargs="+", choices=list(SIZES), default=list(SIZES),
                    help="the face sizes whose detail sets the gain is fitted on (default: both)")
-    p.add_argument("--strength", type=float, default=None,
-                   help="depth scale of the sets' detail (default: the benchmark's, benchmarks.detail.STRENGTH)")
+    p.add_argument("--strength", type=float, default=STRENGTH,
+                   help=f"depth scale of the sets' detail (default {STRENGTH:g}, the benchmark's)")
     a = p.parse_args(argv)
     if a.seed == 0:
         p.error("--seed 0 is the benchmark's test draw; calibrate on another")
-    from benchmarks.detail import SIZES
-
-    if not set(a.fit_sizes) <= set(SIZES):
-        p.error(f"--fit-sizes: choose from {', '.join(SIZES)}")
     from rtface.networks import WEIGHTS_DIR
 
     with tempfile.TemporaryDirectory(prefix="rtface-calibrate-") as tmp:
@@ -70,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         man["networks"]["fine"] = {}
         (w / "manifest.json").write_text(json.dumps(man))
         export([str(a.checkpoint), "--weights", str(w)])
-        from benchmarks.detail import STRENGTH
-
-        scores = measure(w, a.faces, a.seed, STRENGTH if a.strength is None else a.strength)
+        scores = measure(w, a.faces, a.seed, a.strength)
     for k, v in scores.items():
         if k.endswith("/detail") and v.pred > 0:
             print(f"{k}: its own least-squares gain {v.cross / v.pred:.3f}")

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.detail import STRENGTH
 from rtface.networks import preprocess
 
 from .detail_data import load_shard
@@ -183,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes (0: no limit)")
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--val-faces", type=int, default=12)
-    p.add_argument("--val-strength", type=float, default=None,
-                   help="depth scale of the validation faces' detail (default: benchmarks.detail.STRENGTH)")
+    p.add_argument("--val-strength", type=float, default=STRENGTH,
+                   help=f"depth scale of the validation faces' detail (default {STRENGTH:g}, the benchmark's)")
     p.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")
     p.add_argument("--ema", type=float, default=0.0,
                    help="keep a running average of the weights with this decay (e.g. 0.999); validated and saved")
@@ -210,13 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     ema = torch.optim.swa_utils.AveragedModel(
         net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(a.ema), use_buffers=True) if a.ema else None
 
-    from benchmarks.detail import STRENGTH
     from benchmarks.detailsets import make_set
     from rtface import FaceModel
 
     model = FaceModel.load()
-    strength = STRENGTH if a.val_strength is None else a.val_strength
-    sets = {k: make_set(model, k, a.val_faces, size=384, seed=1, strength=strength) for k in ("detail", "albedo")}
+    sets = {k: make_set(model, k, a.val_faces, size=384, seed=1, strength=a.val_strength)
+            for k in ("detail", "albedo")}
     t_start = last_ck = time.time()
     run = 0.0
     while step < a.steps:

@@ -2,11 +2,14 @@
 
 ``python -m benchmarks.landmark_grid [--weights DIR] --out docs/landmarks_300w.png [--tile 200]``
 
-Four rows of four tiles: near-frontal faces, turned faces (15-45 deg of yaw by their fits), open mouths and
-smiles, and test faces profiled to 60-90 deg (re-rendered, ``train.profiling``). Each tile is the face crop the
-CoarseNet sees (two passes and six views, as ``rtface.reconstruct`` does) with the coarse mesh
-rendered and shaded over it, the predicted 68 landmarks (green) and the hand-annotated ones (red; the re-rendered
-ones for profiled faces), and the face's box-NME in %. Faces are chosen by their fits only, never by the error.
+Five rows of four tiles: near-frontal faces, turned faces (15-45 deg of yaw by their fits), open mouths and
+smiles, test faces profiled to 60-90 deg (re-rendered, ``train.profiling``), and real profiles. Each tile of the
+first four rows is the face crop the CoarseNet sees (two passes and six views, as ``rtface.reconstruct`` does)
+with the coarse mesh rendered and shaded over it, the predicted 68 landmarks (green) and the hand-annotated ones
+(red; the re-rendered ones for profiled faces), and the face's box-NME in %. Faces are chosen by their fits only,
+never by the error. The last row: the turned heads of the hamilton clip that ``rtface.reconstruct`` finds at 50
+degrees of yaw or more (four, evenly spread over them; no labels exist): the shaded mesh, ``face.landmarks3d``
+(green, 3D-consistent) and ``face.landmarks`` (red, 300-W), and the estimated yaw.
 """
 
 from __future__ import annotations
@@ -71,6 +74,53 @@ def tile(image: np.ndarray, gt: np.ndarray, five: np.ndarray, predict, model, co
     return img
 
 
+def profile_tile(image: np.ndarray, face, triangles: np.ndarray, out_px: int) -> np.ndarray:
+    """A square around one face of ``rtface.reconstruct`` (1.6x its landmark box) with its mesh shaded over it,
+    ``landmarks3d`` (green), ``landmarks`` (red) and its yaw."""
+    import cv2
+
+    from rtface.render import rasterize
+    from rtface.viz import overlay, shade_depth
+
+    lm = np.asarray(face.landmarks, np.float64)
+    c, half = (lm.min(0) + lm.max(0)) / 2, 0.8 * np.ptp(lm, axis=0).max()
+    k = out_px / (2 * half)
+    t = out_px / 2 - k * c
+    img = cv2.warpAffine(image, np.array([[k, 0, t[0]], [0, k, t[1]]]), (out_px, out_px), flags=cv2.INTER_LINEAR)
+    v = np.asarray(face.vertices, np.float64).copy()
+    v[:, :2] = v[:, :2] * k + t
+    v[:, 2] *= k
+    r = rasterize(v.astype(np.float32), triangles, out_px, out_px, backend="cpu")
+    img = overlay(img, shade_depth(r.depth, r.mask), r.mask, alpha=0.3)
+    for pts, colour in ((face.landmarks, (0, 0, 255)), (np.asarray(face.landmarks3d)[:, :2], (0, 255, 0))):
+        for x, y in np.asarray(pts, np.float64) * k + t:
+            cv2.circle(img, (int(x), int(y)), 2, colour, -1, cv2.LINE_AA)
+    cv2.putText(img, f"yaw {np.rad2deg(face.pose.angles[1]):+.0f}", (4, out_px - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def real_profiles(weights: str | None, out_px: int, count: int = 4, min_yaw_deg: float = 50.0) -> list[np.ndarray]:
+    """Tiles (:func:`profile_tile`) of ``count`` hamilton faces at ``min_yaw_deg`` of estimated yaw or more."""
+    from benchmarks.largepose import HAMILTON_PROFILES, hamilton_frames
+    from rtface.face_model import FaceModel
+    from rtface.pipeline import Pipeline
+
+    triangles = FaceModel.load().triangles
+    pipe = Pipeline(weights, backend="cpu", smoothing=False)
+    found = [(index, img, f) for index, img in hamilton_frames() for f in pipe(img).faces
+             if abs(np.rad2deg(f.pose.angles[1])) >= min_yaw_deg]
+    # as many from each shot of turned heads (HAMILTON_PROFILES), evenly spread within it
+    shots = [[x for x in found if lo <= x[0] <= hi] for lo, hi in HAMILTON_PROFILES]
+    shots = [sh for sh in shots if sh]
+    tiles = []
+    for k, sh in enumerate(shots):
+        n = count // len(shots) + (k < count % len(shots))
+        for i in np.linspace(0, len(sh) - 1, min(n, len(sh))).round().astype(int):
+            tiles.append(profile_tile(sh[i][1], sh[i][2], triangles, out_px))
+    return tiles
+
+
 def main(argv: list[str] | None = None) -> int:
     import cv2
 
@@ -108,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         tiles.append(tile(img, prof["landmarks"][i].astype(np.float64), prof["det_five"][i].astype(np.float64),
                           predict, model, contour, size, a.tile))
     rows.append(np.hstack(tiles))
+    real = real_profiles(a.weights, a.tile)
+    if real:
+        rows.append(np.hstack(real + [np.zeros_like(real[0])] * (4 - len(real))))
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), np.vstack(rows))

@@ -35,18 +35,25 @@ hidden), each against labels in either convention (:data:`CONVENTIONS`), with th
 * ``profiled``: the test faces under 30 degrees, and their copies turned to 30-60 and 60-90 degrees and
   re-rendered from their fits (``train.profiling``, as 300W-LP was made): labels exact in both conventions (the
   re-rendered mesh's marched and fixed landmark vertices); the detector runs on the re-rendered photo;
+* ``profiled-head`` (not in the default ``--sets``): the same, the whole head turned (``train.profiling``'s
+  ``scene="head"``: hair, ear and neck turn with the face);
 * ``largepose``: real photographs at large annotated yaw (:mod:`benchmarks.largepose`: 300-W test held out,
   300-W train and YouTube Faces frames trained on, reported by source as well);
 * ``hamilton``: the turned heads of the hamilton clip, unlabelled: faces found, and the five template points
   against the detector's by estimated yaw; ``--sheet`` draws every face with both conventions.
 
 ``--large-yaw-pass`` adds two candidates for an extra CoarseNet pass at large yaw (:func:`final_landmarks`).
+
+**Against MediaPipe** (``--mediapipe-refs DIR``, files of :mod:`benchmarks.mediapipe_ref`): the video part also
+compares the stream's ``landmarks3d`` and ``landmarks`` with MediaPipe Face Mesh's 68 points on the same frames
+(:func:`evaluate_video`).
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -228,10 +235,11 @@ def test_set(model, limit: int | None = None) -> PoseSet:
 PROFILED_FRONTAL = 200
 
 
-def profiled_set(model, limit: int | None = None) -> PoseSet:
+def profiled_set(model, limit: int | None = None, scene: str = "face") -> PoseSet:
     """:data:`PROFILED_FRONTAL` 300-W test faces under 30 degrees (the 0-30 bucket) and the profiled copies of all
-    test faces turned to 30-60 and 60-90 degrees (``train.profiling``): labels of the copies exact in both
-    conventions (the re-rendered fit's marched and fixed landmark vertices)."""
+    test faces turned to 30-60 and 60-90 degrees (``train.profiling``, the face or with ``scene="head"`` the whole
+    head turned): labels of the copies exact in both conventions (the re-rendered fit's marched and fixed landmark
+    vertices)."""
     import cv2
 
     from benchmarks.largepose import labels_3d
@@ -240,7 +248,7 @@ def profiled_set(model, limit: int | None = None) -> PoseSet:
     from train.profiling import TEST_YAW_BUCKETS, load_profiled
 
     lab = labeled.load("300w-test", progress=False)
-    d = load_profiled(lab, copies=len(TEST_YAW_BUCKETS), seed=1, yaw_ranges=TEST_YAW_BUCKETS)
+    d = load_profiled(lab, copies=len(TEST_YAW_BUCKETS), seed=1, yaw_ranges=TEST_YAW_BUCKETS, scene=scene)
     front = np.flatnonzero(np.abs(np.rad2deg(lab.pose[:, 1])) < 30.0)
     front = front[_spread(len(front), min(limit // 3, PROFILED_FRONTAL) if limit else PROFILED_FRONTAL)]
     copies = _spread(len(d["source"]), 2 * limit // 3 if limit else None)
@@ -253,10 +261,11 @@ def profiled_set(model, limit: int | None = None) -> PoseSet:
                                          lab.points[front]), fixed])
     yaw = np.rad2deg(np.concatenate([lab.pose[front, 1], d["pose"][copies, 1]]).astype(np.float64))
     fives, missed = _framing(np.concatenate([lab.det_five[front], d["det_five"][copies]]), labels)
-    return PoseSet("profiled 300-W test", images, labels, labels3d, yaw, fives, missed,
+    turned = "the whole head turned" if scene == "head" else "the face turned"
+    return PoseSet(f"profiled 300-W test ({turned})", images, labels, labels3d, yaw, fives, missed,
                    f"0-30: {len(front)} of the 300-W test faces (hand labels, as above); 30-90: all of them turned and "
-                   "re-rendered from their fits "
-                   "(train.profiling, as 300W-LP), labels exact in both conventions")
+                   f"re-rendered from their fits (train.profiling, as 300W-LP, {turned}), labels exact in both "
+                   "conventions")
 
 
 def largepose_set(model, limit: int | None = None) -> PoseSet:
@@ -276,7 +285,8 @@ def largepose_set(model, limit: int | None = None) -> PoseSet:
                    "300w-train and ytf were trained on", groups)
 
 
-POSE_SETS = {"300w-test": test_set, "profiled": profiled_set, "largepose": largepose_set}
+POSE_SETS = {"300w-test": test_set, "profiled": profiled_set, "profiled-head": partial(profiled_set, scene="head"),
+             "largepose": largepose_set}
 
 
 def final_landmarks(predict: Callable, model, size: int, ps: PoseSet, passes: int = 2,
@@ -440,9 +450,10 @@ def _face_tile(image: np.ndarray, face, index: int, side: int = 160) -> np.ndarr
 VIDEOS = ("video/hamilton_640x360.mp4", "video/dafoe_1280x720.mp4")
 
 
-def evaluate_video(path: str, weights: str | None = None) -> dict:
+def evaluate_video(path: str, weights: str | None = None, mediapipe: dict | None = None) -> dict:
     """Tracking on a video (``rtface.stream``, CPU, defaults): frames with a face, landmark error against the
-    detector and landmark jitter.
+    detector and landmark jitter, and with ``mediapipe`` (a :func:`benchmarks.mediapipe_ref.load` file of the same
+    clip) against MediaPipe Face Mesh.
 
     * ``frames_with_face_%``: frames where the stream reports at least one face; ``detector_frames_%``: frames
       where the detector alone (run on every frame, for this measurement only) finds one.
@@ -455,6 +466,10 @@ def evaluate_video(path: str, weights: str | None = None) -> dict:
     * ``jitter_%``: frame-to-frame motion of the 68 landmarks after removing the face's mean motion (a rigid
       translation), RMS over points, over sqrt(w*h) of the box, averaged over consecutive frames of one track;
       shot cuts (box overlap < 0.3) are left out.
+    * ``vs_mediapipe``: ``face.landmarks3d`` (``3d_%``) and ``face.landmarks`` (``300w_%``) against MediaPipe's
+      68 points (3D-consistent, :data:`benchmarks.mediapipe_ref.MP68`) on the same frame, faces matched by landmark
+      box overlap (IoU > 0.3), mean point error over sqrt(w*h) of MediaPipe's box; ``by_yaw`` the ``3d_%`` by
+      rtface's |yaw| (0-30, 30-60, 60-90 degrees); ``faces`` matched, ``mediapipe_faces`` MediaPipe found.
     """
     from rtface.crop import five_from_68
     from rtface.detect import Detector, box_iou
@@ -465,8 +480,11 @@ def evaluate_video(path: str, weights: str | None = None) -> dict:
     errs, jit = [], []
     matched = off = 0
     prev: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    vs_mp: list[tuple[float, float, float]] = []
     for fr in stream(path, backend="cpu", weights=weights):
         frames += 1
+        if mediapipe is not None and fr.index < len(mediapipe["points"]):
+            vs_mp += _against_mediapipe(fr.faces, mediapipe["points"][fr.index])
         d = det(fr.image)
         with_det += len(d) > 0
         with_face += len(fr.faces) > 0
@@ -494,7 +512,43 @@ def evaluate_video(path: str, weights: str | None = None) -> dict:
             "detector_frames_%": 100.0 * with_det / max(frames, 1),
             "five_point_nme_%": float(np.mean(errs) * 100) if errs else float("nan"),
             "off_face_%": 100.0 * off / max(matched + off, 1),
-            "jitter_%": float(np.mean(jit) * 100) if jit else float("nan")}
+            "jitter_%": float(np.mean(jit) * 100) if jit else float("nan"),
+            **({"vs_mediapipe": _mediapipe_summary(vs_mp, mediapipe)} if mediapipe is not None else {})}
+
+
+def _against_mediapipe(faces, mp_points: np.ndarray) -> list[tuple[float, float, float]]:
+    """(3D-consistent NME, 300-W NME, |yaw| deg) of every face matched to one of MediaPipe's (M, 68, 2)."""
+    from rtface.detect import box_iou
+
+    ref = [m for m in mp_points if np.isfinite(m).all()]
+    if not ref or not faces:
+        return []
+    ref_boxes = np.array([[*m.min(0), *m.max(0)] for m in ref])
+    out = []
+    for f in faces:
+        lm3 = np.asarray(f.landmarks3d, np.float64)[:, :2]
+        iou = box_iou(np.array([[*lm3.min(0), *lm3.max(0)]]), ref_boxes)[0]
+        j = int(np.argmax(iou))
+        if iou[j] <= 0.3:
+            continue
+        m = ref[j].astype(np.float64)
+        size = np.sqrt(max(np.ptp(m[:, 0]), 1e-6) * max(np.ptp(m[:, 1]), 1e-6))
+        e3 = np.linalg.norm(lm3 - m, axis=1).mean() / size
+        e2 = np.linalg.norm(np.asarray(f.landmarks, np.float64) - m, axis=1).mean() / size
+        out.append((100 * e3, 100 * e2, abs(float(np.rad2deg(f.pose.angles[1])))))
+    return out
+
+
+def _mediapipe_summary(vs_mp: list[tuple[float, float, float]], mediapipe: dict) -> dict:
+    a = np.array(vs_mp, np.float64).reshape(-1, 3)
+    by_yaw = {}
+    for lo, hi in ((0, 30), (30, 60), (60, 90)):
+        sel = (a[:, 2] >= lo) & (a[:, 2] < hi) if hi < 90 else a[:, 2] >= lo
+        by_yaw[f"{lo}-{hi}"] = {"faces": int(sel.sum()), "3d_%": float(a[sel, 0].mean()) if sel.any() else None}
+    return {"faces": len(a), "mediapipe_faces": int(np.isfinite(mediapipe["points"][:, :, 0, 0]).sum()),
+            "mediapipe_version": str(mediapipe.get("version", "")),
+            "3d_%": float(a[:, 0].mean()) if len(a) else float("nan"),
+            "300w_%": float(a[:, 1].mean()) if len(a) else float("nan"), "by_yaw": by_yaw}
 
 
 def onnx_predictor(weights: str | None):
@@ -528,11 +582,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only this many test faces (evenly spread)")
     p.add_argument("--no-profiled", action="store_true", help="skip the large-pose sets (profiled, largepose)")
     p.add_argument("--sets", default="300w-test,profiled,largepose,hamilton",
-                   help="by-yaw sets, comma-separated, of 300w-test, profiled, largepose, hamilton")
+                   help="by-yaw sets, comma-separated, of 300w-test, profiled, profiled-head, largepose, hamilton")
     p.add_argument("--large-yaw-pass", action="store_true",
                    help=f"also measure an extra CoarseNet pass for faces beyond {LARGE_YAW_DEG:g} deg of yaw")
     p.add_argument("--sheet", default=None, help="PNG of the hamilton turned faces with both landmark conventions")
     p.add_argument("--no-videos", action="store_true", help="skip the two example videos")
+    p.add_argument("--mediapipe-refs", default=None,
+                   help="folder of MediaPipe references of the videos (python -m benchmarks.mediapipe_ref): "
+                        "adds the landmarks against MediaPipe's")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     sets = [x for x in a.sets.split(",") if x]
@@ -540,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown set(s) {', '.join(sorted(unknown))}; choose from {', '.join(POSE_SETS)}, hamilton")
     if a.no_profiled:
-        sets = [x for x in sets if x not in ("profiled", "largepose")]
+        sets = [x for x in sets if x not in ("profiled", "profiled-head", "largepose")]
     from rtface.face_model import FaceModel
 
     model = FaceModel.load()
@@ -621,11 +678,30 @@ def main(argv: list[str] | None = None) -> int:
             for label, w in (("this release", a.weights), ("baseline", a.baseline)):
                 if label == "baseline" and not a.baseline:
                     continue
-                v = evaluate_video(str(path), w)
+                ref = None
+                if a.mediapipe_refs:
+                    from benchmarks.mediapipe_ref import load as load_ref
+
+                    ref_path = Path(a.mediapipe_refs) / f"{Path(rel).stem}.npz"
+                    if not ref_path.is_file():
+                        raise SystemExit(f"no MediaPipe reference {ref_path}: make it with "
+                                         f"python -m benchmarks.mediapipe_ref {path} --out {a.mediapipe_refs}")
+                    ref = load_ref(ref_path)
+                v = evaluate_video(str(path), w, ref)
                 result["videos"][f"{rel} ({label})"] = v
                 print(f"| {Path(rel).name} | {label} | {v['frames']} | {v['frames_with_face_%']:.1f} "
                       f"({v['detector_frames_%']:.1f}) | {v['five_point_nme_%']:.2f} | {v['off_face_%']:.1f} | "
                       f"{v['jitter_%']:.2f} |")
+        mp_rows = {k: v["vs_mediapipe"] for k, v in result["videos"].items() if "vs_mediapipe" in v}
+        if mp_rows:
+            print("\nAgainst MediaPipe Face Mesh (its 68 points, 3D-consistent; NME over MediaPipe's box, %)\n")
+            print("| video (weights) | faces matched (MediaPipe's) | landmarks3d | landmarks | landmarks3d by |yaw| "
+                  "0-30 / 30-60 / 60-90 (faces) |")
+            print("| --- | --- | --- | --- | --- |")
+            for k, m in mp_rows.items():
+                yaw = " / ".join("-" if b["3d_%"] is None else f"{b['3d_%']:.2f} ({b['faces']})"
+                                 for b in m["by_yaw"].values())
+                print(f"| {k} | {m['faces']} ({m['mediapipe_faces']}) | {m['3d_%']:.2f} | {m['300w_%']:.2f} | {yaw} |")
     if a.json:
         write_json(Path(a.json), result)
     return 0

@@ -104,6 +104,9 @@ def coarse_from_onnx(path: str | os.PathLike, cfg, calibration: np.ndarray) -> C
 
     m = onnx.load(str(path))
     init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    for node in m.graph.node:  # weights stored as float16 (train.onnx_half) reach the layers through a Cast
+        if node.op_type == "Cast" and node.input[0] in init:
+            init[node.output[0]] = init[node.input[0]].astype(np.float32)
     convs = [n for n in m.graph.node if n.op_type == "Conv"]
     net = CoarseNet(cfg)
     pairs = []
@@ -118,7 +121,7 @@ def coarse_from_onnx(path: str | os.PathLike, cfg, calibration: np.ndarray) -> C
     with torch.no_grad():
         for (conv, bn), node in zip(pairs, convs):
             w = init[node.input[1]]
-            b = init[node.input[2]] if len(node.input) > 2 else np.zeros(w.shape[0], np.float32)
+            b = np.array(init[node.input[2]] if len(node.input) > 2 else np.zeros(w.shape[0]), np.float32)
             if w.shape[1] != conv.weight.shape[1]:  # drop the feedback channels of an older net's stem
                 w = w[:, : conv.weight.shape[1]]
             conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
@@ -286,13 +289,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-minutes", type=float, default=0.0)
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--profiled-scene", choices=("face", "head"), default="face",
+                    help="profiled copies that turn the face only (released net) or the whole head (train.profiling)")
+    ap.add_argument("--profiled-copies", type=int, default=2)
+    ap.add_argument("--profiled-yaw", default="25-90",
+                    help="|yaw| ranges (deg) of the profiled copies, copy c in range c mod their count: 25-60,45-90")
+    ap.add_argument("--mix", help="source fractions of a batch, e.g. 300w=0.35,profiled=0.3,ytf=0.15,synth=0.2 "
+                    "(default train.realdata68.MIX)")
+    ap.add_argument("--vertex-weights", help="vertex-term weights per source, e.g. profiled=1.0 (default "
+                    "train.realdata68.VERTEX_WEIGHT; a profiled copy is rendered from its fit, so its mesh is exact)")
     return ap.parse_args(argv)
+
+
+def data_spec(args) -> dict:
+    """The training data named by the options (:func:`train.realdata68.default_spec`)."""
+    from .profiling import parse_yaw_ranges
+    from .realdata68 import default_spec
+
+    def pairs(text):
+        return {k: float(v) for k, v in (kv.split("=") for kv in text.split(","))} if text else None
+
+    return default_spec(args.profiled_scene, args.profiled_copies, parse_yaw_ranges(args.profiled_yaw), pairs(args.mix),
+                        pairs(args.vertex_weights))
 
 
 def main(argv=None) -> int:
     from tqdm import tqdm
 
-    from .realdata68 import MIX, Stream
+    from .realdata68 import MIX, VERTEX_WEIGHT, Stream
 
     args = parse_args(argv)
     out, model, last = start_run(args.out, args.threads, args.seed)
@@ -316,12 +340,15 @@ def main(argv=None) -> int:
     elif args.init_onnx:
         trainer.coarse.load_state_dict(coarse_from_onnx(args.init_onnx, cfg, calibration_crops(cfg.size)).state_dict())
         print(f"CoarseNet initialised from {args.init_onnx}", flush=True)
+    spec = data_spec(args)
     provenance = {"command": " ".join(sys.argv), "seed": args.seed, "steps": args.steps, "torch": str(torch.__version__),
-                  "data": {"mix": MIX, "real": "300-W train (LFPW, AFW, Helen) + profiled copies, YouTube Faces "
-                           "(faces-ytf); non-commercial research use", "synthetic": "rtface.synth"},
+                  "data": {"mix": spec.get("mix", MIX), "profiled": spec["profiled"],
+                           "vertex_weight": spec.get("vertex_weight", VERTEX_WEIGHT),
+                           "real": "300-W train (LFPW, AFW, Helen) + profiled copies, YouTube Faces (faces-ytf); "
+                           "non-commercial research use", "synthetic": "rtface.synth"},
                   "weights": weights, "init": args.init_onnx or args.init, "ema": args.ema}
     (out / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "argv": sys.argv}, indent=1))
-    stream = Stream(cfg.size, args.batch_size, args.seed, start=trainer.step_index, workers=args.workers)
+    stream = Stream(cfg.size, args.batch_size, args.seed, start=trainer.step_index, workers=args.workers, spec=spec)
     log = open(out / "log.jsonl", "a")
 
     def save() -> None:

@@ -130,6 +130,7 @@ def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, o
     print(f"exporting variant {cfg.name!r} (S={s}, opset {OPSET}) to {out_dir}")
     data: dict[str, bytes] = {}
     kept_int8: dict[str, tuple[dict, bytes]] = {}
+    kept: dict[str, dict] = {}  # manifest entries of networks shipped unchanged (their own file name and fields)
     diffs: dict[str, float | None] = {}
     half_diffs: dict[str, float | None] = {}
     for key, net, names, outputs, source in (("coarse", coarse, COARSE_INPUTS, COARSE_OUTPUTS, coarse_from),
@@ -139,6 +140,7 @@ def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, o
 
             prev = load_manifest(source)
             entry = prev["networks"][key]
+            kept[key] = {k: v for k, v in entry.items() if k != "int8"}
             data[key] = (Path(prev["_dir"]) / entry["file"]).read_bytes()
             diffs[key] = entry.get("parity_max_abs_diff")
             if int8_status(prev, (key,)) is None:
@@ -158,11 +160,13 @@ def export(cfg: VariantConfig, coarse: CoarseNet | None, fine: FineNet | None, o
         data[key], half_diffs[key] = stored(net, raw, feeds, outputs, storage, half_tol, key)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"coarse": f"coarse_{cfg.name}.onnx", "fine": f"fine_{cfg.name}.onnx"}
+    files.update({key: entry["file"] for key, entry in kept.items()})
     networks = {}
     for key in ("coarse", "fine"):
         path = out_dir / files[key]
         write_atomic(path, data[key])
-        networks[key] = {"file": files[key], "sha256": sha256_file(path), "parity_max_abs_diff": diffs[key]}
+        networks[key] = {**kept.get(key, {}), "file": files[key], "sha256": sha256_file(path),
+                         "parity_max_abs_diff": diffs[key]}
         if half_diffs.get(key) is not None:
             networks[key]["storage"] = {"weights": "float16", "parity_max_abs_diff": half_diffs[key]}
         if key in kept_int8:  # shipped unchanged from the folder it was quantised in

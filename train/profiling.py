@@ -17,6 +17,15 @@ For a fit (identity, expression, pose in image pixels) and a new pose that diffe
 
 Rotation is about the model origin (inside the head), scale and translation are kept. All in NumPy/OpenCV plus
 rtface's CPU rasteriser; about 10-20 ms for a 300 px photo.
+
+``scene="head"`` (:data:`SCENES`) turns the whole head, not only the face: the face model covers the face area
+alone, so on its own the turned face is pasted over the photo's unturned hair, ears and neck, which a real
+profile never shows. With ``"head"`` every photo pixel inside a head proxy (an ellipsoid for the skull and hair,
+:data:`HEAD_ELLIPSOID_CM`, and a cylinder for the neck, :data:`NECK_CYLINDER_CM`, both in model cm and posed
+with the fit) gets the proxy's depth (the face's own depth where the face is), the photo is meshed on a pixel
+grid with that depth, the mesh is turned with the face and rasterised, and the photo is warped along it: hair,
+ear and neck turn with the face, the side of the head comes into view (stretched from the photo's grazing
+strip, as in 300W-LP), and the background stays where it was. The face itself is warped as above on top.
 """
 
 from __future__ import annotations
@@ -27,6 +36,15 @@ from rtface.camera import project
 
 #: how far (px) a surface point may lie behind the photo's visible surface and still count as visible
 VISIBLE_TOL_PX = 1.5
+#: what a profiled copy turns: ``"face"`` the face model's surface only, ``"head"`` the whole head (docstring)
+SCENES = ("face", "head")
+#: head proxy of ``scene="head"``, model cm (x right, y up, z toward the camera; the origin lies inside the
+#: head, the nose tip at z = 13): skull and hair as an ellipsoid (centre, semi-axes) ...
+HEAD_ELLIPSOID_CM = ((0.0, 2.5, -1.0), (9.5, 12.5, 11.0))
+#: ... and the neck as a vertical elliptic cylinder (centre x, z; semi-axes x, z; y from, to)
+NECK_CYLINDER_CM = ((0.0, -2.5), (5.5, 5.5), (-28.0, -6.0))
+#: pixel-grid step (px) of the head mesh, per 100 px of the face's scale-free size (s * 20 cm)
+HEAD_GRID_STEP = 1.5
 
 
 def _mirror_index(model) -> np.ndarray:
@@ -42,9 +60,12 @@ def _mirror_index(model) -> np.ndarray:
 class Profiler:
     """Re-renders fitted photos at new poses (module docstring). Construct once per process."""
 
-    def __init__(self, model):
+    def __init__(self, model, scene: str = "face"):
         from rtface.contour import Contour
 
+        if scene not in SCENES:
+            raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
+        self.scene = scene
         self.model = model
         self.contour = Contour(model)
         self.mirror = _mirror_index(model)
@@ -90,24 +111,152 @@ class Profiler:
         ys, xs = np.nonzero(m)
         mapx[ys[ok], xs[ok]] = src[ok, 0] - 0.5
         mapy[ys[ok], xs[ok]] = src[ok, 1] - 0.5
-        face = cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         drawn = np.zeros((h, w), bool)
         drawn[ys[ok], xs[ok]] = True
-        # background: the photo with its own face region inpainted at a quarter of the resolution
-        old_region = cv2.dilate(r_old.mask.astype(np.uint8), np.ones((5, 5), np.uint8))
+        drawn = _fill_cracks(mapx, mapy, drawn)
+        face = cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if self.scene == "head":
+            head_depth, head_mask = head_proxy_depth(pose, h, w, r_old)
+            region = head_mask
+        else:
+            region = r_old.mask
+        # background: the photo with its own face (head) region inpainted at a quarter of the resolution
+        old_region = cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8))
         small = cv2.resize(image, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
         small_mask = cv2.resize(old_region, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
         filled = cv2.inpaint(small, small_mask, 3, cv2.INPAINT_TELEA)
         filled = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
         out = np.where(old_region[..., None] > 0, filled, image)
-        # soft edge between the turned face and the background
-        alpha = cv2.GaussianBlur(drawn.astype(np.float32), (3, 3), 0.8)[..., None]
-        alpha = np.where(drawn[..., None], np.maximum(alpha, 0.5), alpha)
-        out = (alpha * face + (1 - alpha) * out).round().clip(0, 255).astype(np.uint8)
+        if self.scene == "head":
+            head, head_drawn = turn_head(image, head_depth, head_mask, pose, new_pose)
+            out = _over(out, head, head_drawn)
+        out = _over(out, face, drawn)
         ids = self.contour.select_pose(verts, new_pose)
         lm = new[ids, :2]
         return {"image": out, "pose": new_pose.astype(np.float32), "landmarks": lm.astype(np.float32),
                 "vertex_ids": ids, "mask": drawn}
+
+
+def _over(under: np.ndarray, over: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """``over`` composited on ``under`` where ``drawn``, its one-pixel rim half blended into ``under`` (uint8
+    images; ``over`` is not read outside ``drawn``, where a warp has no source)."""
+    import cv2
+
+    alpha = cv2.GaussianBlur(drawn.astype(np.float32), (3, 3), 0.8)[..., None]
+    alpha = np.where(drawn[..., None], np.maximum(alpha, 0.5), 0.0)
+    return (alpha * over + (1 - alpha) * under).round().clip(0, 255).astype(np.uint8)
+
+
+def _rotated_frame(pose: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel centre of an (h, w) image, the viewing ray in model cm under ``pose``: origins ``(h, w, 3)`` (the
+    point with rotated z = 0) and the shared direction ``(3,)`` (the rotated +z axis); ray parameter t is the
+    rotated z in cm."""
+    from rtface.camera import rotation_matrix
+
+    r = rotation_matrix(np.asarray(pose[:3], np.float64))
+    s, tx, ty = float(pose[3]), float(pose[4]), float(pose[5])
+    xs = (np.arange(w) + 0.5 - tx) / s
+    ys = -(np.arange(h) + 0.5 - ty) / s
+    u = np.zeros((h, w, 3))
+    u[..., 0] = xs[None, :]
+    u[..., 1] = ys[:, None]
+    return u @ r, r[2]  # v = R^T u (row vectors: u @ R); direction R^T e_z
+
+
+def _front_hit(p0: np.ndarray, d: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Largest ray parameter t where ``p0 + t d`` meets the quadric ``sum((p / axes)^2) = 1`` (over the axes
+    given; NaN where the ray misses). ``p0`` (..., k), ``d`` (k,), ``axes`` (k,)."""
+    a = float(((d / axes) ** 2).sum())
+    b = 2.0 * ((p0 / axes) * (d / axes)).sum(-1)
+    c = ((p0 / axes) ** 2).sum(-1) - 1.0
+    disc = b * b - 4.0 * a * c
+    with np.errstate(invalid="ignore"):
+        return np.where(disc >= 0, (-b + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * a), np.nan)
+
+
+def head_proxy_depth(pose: np.ndarray, h: int, w: int, face_raster) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (image px, as :func:`rtface.camera.project`'s z) of the head proxy seen with ``pose`` in an (h, w)
+    photo, the face's own depth in front of it where ``face_raster`` covers, and the mask of all three."""
+    from rtface.camera import DEPTH_OFFSET_CM
+
+    origin, d = _rotated_frame(pose, h, w)
+    (cx, cy, cz), axes = HEAD_ELLIPSOID_CM
+    t_head = _front_hit(origin - np.array([cx, cy, cz]), d, np.array(axes, np.float64))
+    (nx, nz), (ax, az), (y0, y1) = NECK_CYLINDER_CM
+    xz = origin[..., [0, 2]] - np.array([nx, nz])
+    t_neck = _front_hit(xz, d[[0, 2]], np.array([ax, az], np.float64))
+    with np.errstate(invalid="ignore"):
+        y_at = origin[..., 1] + t_neck * d[1]
+        t_neck = np.where((y_at >= y0) & (y_at <= y1), t_neck, np.nan)
+    t = np.fmax(t_head, t_neck)
+    s = float(pose[3])
+    depth = np.where(np.isfinite(t), s * (t + DEPTH_OFFSET_CM), -np.inf)
+    face = np.asarray(face_raster.mask)
+    depth = np.where(face, np.maximum(depth, np.asarray(face_raster.depth, np.float64)), depth)
+    mask = np.isfinite(depth)
+    return np.where(mask, depth, 0.0).astype(np.float32), mask
+
+
+def turn_head(image: np.ndarray, depth: np.ndarray, mask: np.ndarray, pose: np.ndarray,
+              new_pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Warp the photo's pixels under ``mask`` (with their ``depth``, image px) from ``pose`` to ``new_pose`` (same
+    scale and translation): the pixel grid is meshed, turned about the model origin and rasterised. Returns the
+    warped image and where it was drawn."""
+    import cv2
+
+    from rtface.camera import DEPTH_OFFSET_CM, rotation_matrix
+    from rtface.render import rasterize
+
+    h, w = mask.shape
+    s, tx, ty = float(pose[3]), float(pose[4]), float(pose[5])
+    step = max(1, int(round(HEAD_GRID_STEP * s * 20.0 / 100.0)))
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return image.copy(), np.zeros((h, w), bool)
+    gx = np.arange(xs.min(), xs.max() + step, step).clip(0, w - 1)
+    gy = np.arange(ys.min(), ys.max() + step, step).clip(0, h - 1)
+    nx, ny = len(gx), len(gy)
+    px = np.repeat(gx[None, :], ny, 0).astype(np.float64) + 0.5
+    py = np.repeat(gy[:, None], nx, 1).astype(np.float64) + 0.5
+    inside = mask[np.ix_(gy, gx)]
+    z = depth[np.ix_(gy, gx)].astype(np.float64)
+    # image px -> rotated model cm -> model cm -> turned -> image px
+    u = np.stack([(px - tx) / s, -(py - ty) / s, z / s - DEPTH_OFFSET_CM], -1).reshape(-1, 3)
+    rot = rotation_matrix(np.asarray(new_pose[:3], np.float64)) @ rotation_matrix(np.asarray(pose[:3], np.float64)).T
+    un = u @ rot.T
+    verts = np.stack([tx + s * un[:, 0], ty - s * un[:, 1], s * (un[:, 2] + DEPTH_OFFSET_CM)], -1).astype(np.float32)
+    k = np.arange(ny * nx).reshape(ny, nx)
+    a, b, c, e = k[:-1, :-1].ravel(), k[:-1, 1:].ravel(), k[1:, :-1].ravel(), k[1:, 1:].ravel()
+    tris = np.concatenate([np.stack([a, b, c], 1), np.stack([b, e, c], 1)])
+    ok = inside.ravel()
+    tris = tris[ok[tris].all(1)].astype(np.int32)
+    if len(tris) == 0:
+        return image.copy(), np.zeros((h, w), bool)
+    r = rasterize(verts, tris, h, w, backend="cpu")
+    m = r.mask
+    src_xy = np.stack([px.ravel(), py.ravel()], -1)
+    tri = tris[r.triangle[m]]
+    src = (src_xy[tri] * r.barycentric[m][..., None].astype(np.float64)).sum(1)
+    mapx = np.full((h, w), -1.0, np.float32)
+    mapy = np.full((h, w), -1.0, np.float32)
+    mapx[m] = src[:, 0] - 0.5
+    mapy[m] = src[:, 1] - 0.5
+    drawn = _fill_cracks(mapx, mapy, np.asarray(m, bool))
+    return cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), drawn
+
+
+def _fill_cracks(mapx: np.ndarray, mapy: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """Close one- and two-pixel cracks of a warp (pixels between drawn ones whose triangle had no source): they
+    take a drawn neighbour's source position (maps modified in place). Returns the drawn mask with them."""
+    import cv2
+
+    kernel = np.ones((3, 3), np.uint8)
+    cracks = cv2.morphologyEx(drawn.astype(np.uint8), cv2.MORPH_CLOSE, kernel).astype(bool) & ~drawn
+    if cracks.any():
+        for mp in (mapx, mapy):
+            grown = cv2.dilate(np.where(drawn, mp, -1e6).astype(np.float32), kernel)
+            mp[cracks] = grown[cracks]
+    return drawn | cracks
 
 
 def target_angles(angles: np.ndarray, rng: np.random.Generator, yaw_range_deg: tuple[float, float] = (25.0, 90.0),
@@ -133,7 +282,7 @@ def target_angles(angles: np.ndarray, rng: np.random.Generator, yaw_range_deg: t
 _W: dict = {}
 
 
-def _init_worker() -> None:
+def _init_worker(scene: str = "face") -> None:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -141,7 +290,7 @@ def _init_worker() -> None:
 
     from .realdata import Detector
 
-    _W["profiler"] = Profiler(FaceModel.load())
+    _W["profiler"] = Profiler(FaceModel.load(), scene=scene)
     _W["detector"] = Detector()
 
 
@@ -164,9 +313,10 @@ def _profile_one(args):
 
 
 def build_profiled(lab, copies: int, out, seed: int = 0, workers: int = 2, progress: bool = True,
-                   yaw_ranges: tuple[tuple[float, float], ...] = ((25.0, 90.0),)) -> dict:
+                   yaw_ranges: tuple[tuple[float, float], ...] = ((25.0, 90.0),), scene: str = "face") -> dict:
     """``copies`` profiled versions of every face of a :class:`train.labeled.Labeled` set, written to ``out``
-    (copy ``c`` with its |yaw| drawn in ``yaw_ranges[c % len(yaw_ranges)]`` degrees)
+    (copy ``c`` with its |yaw| drawn in ``yaw_ranges[c % len(yaw_ranges)]`` degrees; ``scene``: what turns,
+    :data:`SCENES`)
     (npz, no pickle): ``jpeg`` (concatenated JPEG bytes) with ``offsets`` (M+1,), ``source`` (M,) index into the
     set, ``pose`` (M, 6), ``landmarks`` (M, 68, 2), ``vertex_ids`` (M, 68), ``det_five`` (M, 5, 2) (NaN: the
     detector missed the turned face)."""
@@ -182,7 +332,8 @@ def build_profiled(lab, copies: int, out, seed: int = 0, workers: int = 2, progr
              tuple(yaw_ranges[c % len(yaw_ranges)])) for c in range(copies) for i in range(len(lab))]
     src = [i for c in range(copies) for i in range(len(lab))]
     blobs, poses, lms, ids, fives, kept = [], [], [], [], [], []
-    with mp.get_context("spawn").Pool(max(1, min(workers, len(jobs))), initializer=_init_worker) as pool:
+    with mp.get_context("spawn").Pool(max(1, min(workers, len(jobs))), initializer=_init_worker,
+                                  initargs=(scene,)) as pool:
         for k, r in enumerate(tqdm(pool.imap(_profile_one, jobs, chunksize=8), total=len(jobs),
                                    desc=f"profiling {lab.set}", disable=not progress, mininterval=2.0)):
             if r is None:
@@ -210,28 +361,73 @@ def read_profiled(path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def profiled_path(lab, copies: int, seed: int, yaw_ranges: tuple[tuple[float, float], ...]):
+def profiled_path(lab, copies: int, seed: int, yaw_ranges: tuple[tuple[float, float], ...], scene: str = "face"):
     """Cache file of the profiled copies of a labelled set (keyed by the set's own cache file)."""
     from pathlib import Path
 
     tag = "_".join(f"{a:g}-{b:g}" for a, b in yaw_ranges)
-    return Path(lab.path).with_name(f"profiled_{Path(lab.path).stem}_c{copies}_s{seed}_y{tag}.npz")
+    head = "" if scene == "face" else f"_{scene}"
+    return Path(lab.path).with_name(f"profiled_{Path(lab.path).stem}_c{copies}_s{seed}_y{tag}{head}.npz")
 
 
 def load_profiled(lab="300w-train", copies: int = 2, seed: int = 0, workers: int = 2, rebuild: bool = False,
-                  yaw_ranges: tuple[tuple[float, float], ...] = ((25.0, 90.0),)) -> dict[str, np.ndarray]:
+                  yaw_ranges: tuple[tuple[float, float], ...] = ((25.0, 90.0),),
+                  scene: str = "face") -> dict[str, np.ndarray]:
     """The profiled copies of a labelled set (a set name or a :class:`train.labeled.Labeled`), built on first
     use, then read from the cache. The result's ``path`` entry names the cache file."""
     from . import labeled
 
     if isinstance(lab, str):
         lab = labeled.load(lab)
-    path = profiled_path(lab, copies, seed, yaw_ranges)
+    path = profiled_path(lab, copies, seed, yaw_ranges, scene)
     if rebuild or not path.is_file():
-        build_profiled(lab, copies, path, seed=seed, workers=workers, yaw_ranges=yaw_ranges)
+        build_profiled(lab, copies, path, seed=seed, workers=workers, yaw_ranges=yaw_ranges, scene=scene)
     out = read_profiled(path)
     out["path"] = np.array(str(path))
     return out
+
+
+def parse_yaw_ranges(text: str) -> tuple[tuple[float, float], ...]:
+    """``"30-60,60-90"`` -> ``((30.0, 60.0), (60.0, 90.0))`` (|yaw| ranges in degrees of the profiled copies)."""
+    try:
+        ranges = tuple((float(lo), float(hi)) for lo, hi in (r.split("-") for r in text.split(",")))
+    except ValueError:
+        raise ValueError(f"yaw ranges are 'LO-HI' in degrees, comma-separated (e.g. 30-60,60-90), got {text!r}")
+    if any(not 0 <= lo < hi <= 90 for lo, hi in ranges):
+        raise ValueError(f"every yaw range needs 0 <= LO < HI <= 90 degrees, got {text!r}")
+    return ranges
+
+
+def write_sheet(lab="300w-test", out="profiled.png", count: int = 4, seed: int = 0, tile: int = 200) -> None:
+    """A picture of what the two scenes make: ``count`` faces of a labelled set (evenly spread, near-frontal ones),
+    each as photo | the face turned | the whole head turned, to 60-85 degrees of yaw, the turned copies with their
+    68 landmarks (green)."""
+    import cv2
+
+    from rtface.face_model import FaceModel
+
+    from . import labeled
+
+    if isinstance(lab, str):
+        lab = labeled.load(lab, progress=False)
+    model = FaceModel.load()
+    profilers = [Profiler(model, scene=s) for s in SCENES]
+    frontal = np.flatnonzero(np.abs(np.rad2deg(lab.pose[:, 1])) < 20)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in frontal[np.linspace(0, len(frontal) - 1, count).round().astype(int)]:
+        img = lab.read_image(i)
+        angles = np.array(lab.pose[i][:3], np.float64)
+        angles[1] = rng.choice([-1, 1]) * np.deg2rad(rng.uniform(60, 85))
+        tiles = [cv2.resize(img, (tile, tile))]
+        for prof in profilers:
+            o = prof(img, lab.identity[i], lab.expression[i], lab.pose[i], angles)
+            im = o["image"].copy()
+            for x, y in o["landmarks"]:
+                cv2.circle(im, (int(x), int(y)), 1, (0, 255, 0), -1)
+            tiles.append(cv2.resize(im, (tile, tile), interpolation=cv2.INTER_AREA))
+        rows.append(np.hstack(tiles))
+    cv2.imwrite(str(out), np.vstack(rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,8 +439,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--scene", choices=SCENES, default="face", help="turn the face only, or the whole head")
+    p.add_argument("--yaw-ranges", default="25-90",
+                   help="|yaw| ranges in degrees, copy c drawn in range c mod their count, e.g. 25-60,45-90,60-90")
+    p.add_argument("--sheet", help="instead: a PNG of a few faces of the set, photo | face turned | head turned")
     a = p.parse_args(argv)
-    d = load_profiled(a.set, a.copies, a.seed, a.workers, a.rebuild)
+    if a.sheet:
+        write_sheet(a.set, a.sheet, seed=a.seed)
+        print(f"wrote {a.sheet}")
+        return 0
+    d = load_profiled(a.set, a.copies, a.seed, a.workers, a.rebuild, yaw_ranges=parse_yaw_ranges(a.yaw_ranges),
+                      scene=a.scene)
     yaw = np.rad2deg(np.abs(d["pose"][:, 1]))
     print({"count": len(d["source"]), "yaw_deg_quartiles": np.percentile(yaw, [25, 50, 75]).round(1).tolist(),
            "detected_%": round(float(np.isfinite(d["det_five"][:, 0, 0]).mean() * 100), 1)})
@@ -253,5 +458,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-__all__ = ["Profiler", "TEST_YAW_BUCKETS", "VISIBLE_TOL_PX", "build_profiled", "load_profiled", "profiled_path",
-           "read_profiled", "target_angles"]
+__all__ = ["HEAD_ELLIPSOID_CM", "NECK_CYLINDER_CM", "Profiler", "SCENES", "TEST_YAW_BUCKETS", "VISIBLE_TOL_PX",
+           "build_profiled", "head_proxy_depth", "load_profiled", "profiled_path", "read_profiled", "target_angles",
+           "parse_yaw_ranges", "turn_head", "write_sheet"]

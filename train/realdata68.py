@@ -39,14 +39,26 @@ SOURCES = tuple(MIX)
 _S: dict = {}
 
 
-def default_spec() -> dict[str, str | None]:
-    """Cache files of the released training data (built on first use): 300-W train with its profiled copies
-    and YouTube Faces."""
+def default_spec(scene: str = "face", copies: int = 2, yaw_ranges: tuple[tuple[float, float], ...] = ((25.0, 90.0),),
+                 mix: dict[str, float] | None = None, vertex_weight: dict[str, float] | None = None) -> dict:
+    """Cache files of the training data (built on first use): 300-W train with its profiled copies (``copies`` a
+    face, |yaw| in ``yaw_ranges``, ``scene`` as :class:`train.profiling.Profiler`'s) and YouTube Faces, the
+    fractions of the sources in a batch (``mix``, default :data:`MIX`) and changes to the vertex-term weights of
+    :data:`VERTEX_WEIGHT`. The defaults are the released net's."""
     from . import labeled
     from .profiling import load_profiled
 
+    spec: dict = {}
+    for key, given in (("mix", mix), ("vertex_weight", vertex_weight)):
+        if given and set(given) - set(SOURCES):
+            raise ValueError(f"{key} names unknown sources {sorted(set(given) - set(SOURCES))}; sources: {SOURCES}")
+    if mix:
+        spec["mix"] = {k: float(mix.get(k, 0.0)) for k in SOURCES}
+    if vertex_weight:
+        spec["vertex_weight"] = {**VERTEX_WEIGHT, **{k: float(v) for k, v in vertex_weight.items()}}
     w300 = labeled.load("300w-train")
-    return {"300w": w300.path, "ytf": labeled.load("ytf").path, "profiled": str(load_profiled(w300)["path"])}
+    prof = load_profiled(w300, copies=copies, yaw_ranges=yaw_ranges, scene=scene)
+    return {"300w": w300.path, "ytf": labeled.load("ytf").path, "profiled": str(prof["path"]), **spec}
 
 
 def _state(spec: dict[str, str | None] | None = None):
@@ -71,7 +83,7 @@ def _state(spec: dict[str, str | None] | None = None):
         _S["300w"] = Labeled.from_file(spec["300w"])
         _S["ytf"] = Labeled.from_file(spec["ytf"]) if spec.get("ytf") else None
         _S["profiled"] = read_profiled(spec["profiled"]) if spec.get("profiled") else None
-        mix = {k: v for k, v in MIX.items() if k == "synth" or _S.get(k) is not None}
+        mix = {k: v for k, v in (spec.get("mix") or MIX).items() if v > 0 and (k == "synth" or _S.get(k) is not None)}
         total = sum(mix.values())
         _S["mix"] = {k: v / total for k, v in mix.items()}
     return _S
@@ -226,7 +238,8 @@ def make_batch(size: int, batch_size: int, seed: int, index: int, spec: dict | N
                                                           "expression")}
     out["image"] = preprocess(np.stack([s["image"] for s in samples]))
     out["w_landmark"] = np.array([YTF_LANDMARK_WEIGHT if k == "ytf" else 1.0 for k in kinds], np.float32)
-    out["w_vertex"] = np.array([VERTEX_WEIGHT[k] for k in kinds], np.float32)
+    vw = st["spec"].get("vertex_weight") or VERTEX_WEIGHT
+    out["w_vertex"] = np.array([vw[k] for k in kinds], np.float32)
     out["is_synth"] = np.array([k == "synth" for k in kinds], np.float32)
     return out
 

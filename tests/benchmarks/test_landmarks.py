@@ -90,3 +90,38 @@ def test_hamilton_turned_heads(monkeypatch, tmp_path, face_model):
 def test_bad_sets_option():
     with pytest.raises(SystemExit):
         bl.main(["--sets", "300w-test,aflw2000"])
+
+
+def test_mediapipe_map_is_the_ibug_scheme():
+    """The 468 -> 68 map names valid mesh vertices, one group per iBUG point; a mesh whose vertex v sits at
+    (v, 0) gives each point the mean of its group."""
+    from benchmarks.mediapipe_ref import MP68, to_68
+
+    assert len(MP68) == 68 and all(1 <= len(g) <= 2 and all(0 <= v < 468 for v in g) for g in MP68)
+    mesh = np.stack([np.arange(468.0), np.zeros(468)], 1)
+    assert np.allclose(to_68(mesh)[:, 0], [np.mean(g) for g in MP68])
+
+
+def test_against_mediapipe_matches_faces_and_normalises_by_its_box():
+    """A face whose landmarks3d equal MediaPipe's scores 0; one shifted by 5 % of MediaPipe's box size scores 5 %;
+    a face far from every MediaPipe face is not matched; buckets follow rtface's yaw."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(100, 200, (68, 2))
+    size = np.sqrt(np.ptp(ref[:, 0]) * np.ptp(ref[:, 1]))
+
+    def face(points, yaw_deg):
+        lm3 = np.concatenate([points, np.zeros((68, 1))], 1)
+        return SimpleNamespace(landmarks3d=lm3, landmarks=points,
+                               pose=SimpleNamespace(angles=np.deg2rad([0.0, yaw_deg, 0.0])))
+
+    mp_points = np.full((2, 68, 2), np.nan)
+    mp_points[0] = ref
+    out = bl._against_mediapipe([face(ref, 10), face(ref + [0.05 * size, 0], -70), face(ref + 500, 0)], mp_points)
+    assert len(out) == 2
+    assert out[0][:2] == pytest.approx((0.0, 0.0), abs=1e-9) and out[1][:2] == pytest.approx((5.0, 5.0))
+    s = bl._mediapipe_summary(out, {"points": mp_points[None], "version": "test"})
+    assert s["faces"] == 2 and s["mediapipe_faces"] == 1 and s["3d_%"] == pytest.approx(2.5)
+    assert s["by_yaw"]["0-30"]["faces"] == 1 and s["by_yaw"]["60-90"]["3d_%"] == pytest.approx(5.0)
+    assert s["by_yaw"]["30-60"] == {"faces": 0, "3d_%": None}

@@ -46,6 +46,28 @@ def test_batch_layout(spec):
     assert np.array_equal(b["image"], again["image"])  # batch k depends only on (seed, k)
 
 
+
+def test_spec_mix_and_vertex_weights(spec):
+    """A spec's own mix and vertex weights replace the defaults: only the sources it gives a share are drawn, and
+    their vertex weight is the spec's."""
+    from train import realdata68
+
+    own = {**spec, "mix": {"300w": 1.0, "profiled": 0.0, "ytf": 0.0, "synth": 0.0},
+           "vertex_weight": {**realdata68.VERTEX_WEIGHT, "300w": 0.75}}
+    b = realdata68.make_batch(64, 5, seed=0, index=0, spec=own)
+    assert not b["is_synth"].any() and np.allclose(b["w_vertex"], 0.75)
+    assert realdata68._state(own)["mix"] == {"300w": 1.0}
+
+
+def test_bad_spec_options():
+    """Unknown source names in a mix or in vertex weights are refused before any data is read."""
+    from train import coarse_real
+
+    for opt in (["--mix", "300w=0.5,aflw=0.5"], ["--vertex-weights", "lp=1"]):
+        args = coarse_real.parse_args(["--steps", "1", "--out", "x", *opt])
+        with pytest.raises(ValueError, match="unknown sources"):
+            coarse_real.data_spec(args)
+
 def test_short_training_run_lowers_the_landmark_loss(spec, face_model):
     import torch
 
@@ -116,3 +138,23 @@ def test_weight_average_is_what_a_checkpoint_releases(spec, face_model):
     assert torch.equal(again.released.state_dict()[key], avg[key])
     plain = Trainer(cfg, face_model, total_steps=10, lr=1e-3, weights=w)
     assert plain.released is plain.coarse and "coarse_raw" not in plain.state({})
+
+
+def test_init_from_the_shipped_onnx_computes_its_function():
+    """coarse_from_onnx reads the shipped CoarseNet (weights stored as float16 behind Cast nodes) into a net that
+    computes exactly the ONNX function in eval mode."""
+    import onnxruntime as ort
+    import torch
+
+    from rtface.networks import weights_dir
+    from train.coarse_real import coarse_from_onnx, variant_config
+
+    path = weights_dir() / "coarse_s.onnx"
+    x = np.random.default_rng(0).random((3, 3, 128, 128), dtype=np.float32)
+    net = coarse_from_onnx(path, variant_config("s", (2, 2, 2, 2)), x).eval()
+    with torch.no_grad():
+        y = net(torch.from_numpy(x))
+    y = (y if isinstance(y, torch.Tensor) else y[0]).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert np.abs(y - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())

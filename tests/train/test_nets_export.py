@@ -346,6 +346,25 @@ def test_export_ships_the_other_network_unchanged(tmp_path, face_model):
     assert "int8" not in second["networks"]["coarse"]
 
 
+
+def test_export_keeps_the_shipped_detail_finenet_under_its_own_name(tmp_path, face_model):
+    """A CoarseNet-only export beside the shipped weights keeps their detail FineNet as ``fine_d.onnx`` with its
+    manifest fields (resolution, output, training record), so the exported folder loads as the release does."""
+    from rtface.networks import load_manifest, weights_dir
+    from train.export import export
+    from train.nets import CoarseNet
+
+    cfg = tiny_variant()
+    c = CoarseNet(cfg)
+    randomise(c)
+    shipped = load_manifest(weights_dir())["networks"]["fine"]
+    m = export(cfg, c, None, tmp_path, face_model.hash, {"status": "trained", "step": 1}, storage="float32",
+               fine_from=weights_dir())
+    fine = m["networks"]["fine"]
+    assert fine["file"] == shipped["file"] == "fine_d.onnx" and not (tmp_path / "fine_s.onnx").exists()
+    assert (tmp_path / "fine_d.onnx").read_bytes() == (weights_dir() / "fine_d.onnx").read_bytes()
+    assert {k: v for k, v in fine.items() if k != "int8"} == {k: v for k, v in shipped.items() if k != "int8"}
+
 def test_export_carries_the_current_int8_copy_of_the_kept_network(tmp_path, face_model):
     """With ``coarse_from``, a current INT8 copy of that CoarseNet ships beside it (a stale one does not)."""
     from rtface.assets import sha256_file

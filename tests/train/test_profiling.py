@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def _coordinate_image(h: int, w: int) -> np.ndarray:
@@ -14,8 +15,10 @@ def _coordinate_image(h: int, w: int) -> np.ndarray:
     return img
 
 
-def test_landmarks_stay_on_the_face(face_model):
-    """Every visible landmark of the turned face samples the photo where that landmark's vertex was (< 1 px)."""
+@pytest.mark.parametrize("scene", ["face", "head"])
+def test_landmarks_stay_on_the_face(face_model, scene):
+    """Every visible landmark of the turned face samples the photo where that landmark's vertex was (< 1 px),
+    whether the face alone or the whole head turns."""
     from rtface.camera import project
     from rtface.render import rasterize
     from train.profiling import Profiler
@@ -26,7 +29,7 @@ def test_landmarks_stay_on_the_face(face_model):
     identity = rng.normal(0, 0.5, face_model.num_identity).astype(np.float32)
     expression = np.zeros(face_model.num_expression, np.float32)
     pose = np.array([0.05, np.deg2rad(10), 0.0, 6.5, 110.0, 115.0])
-    out = Profiler(face_model)(img, identity, expression, pose, np.array([0.05, np.deg2rad(50), 0.0]))
+    out = Profiler(face_model, scene=scene)(img, identity, expression, pose, np.array([0.05, np.deg2rad(50), 0.0]))
     assert out["image"].shape == img.shape and out["mask"].any()
     verts = face_model.vertices(identity, expression)
     old = project(verts[out["vertex_ids"]], pose)[:, :2]
@@ -63,3 +66,64 @@ def test_target_angles_turn_further():
         if abs(start[1]) > np.deg2rad(8):
             assert np.sign(a[1]) == np.sign(start[1])
         assert abs(a[0]) <= np.deg2rad(40) and a[2] == start[2]
+
+
+def test_head_scene_turns_the_head_and_keeps_the_background(face_model):
+    """With ``scene="head"`` a photo pixel on the head proxy beside the face (hair, temple, neck) lands where its
+    proxy surface point goes under the new pose; the background far from the head is the photo's own."""
+    from rtface.camera import DEPTH_OFFSET_CM, rotation_matrix
+    from rtface.render import rasterize
+    from train.profiling import Profiler, head_proxy_depth
+
+    h = w = 240
+    img = _coordinate_image(h, w)
+    identity = np.zeros(face_model.num_identity, np.float32)
+    expression = np.zeros(face_model.num_expression, np.float32)
+    pose = np.array([0.0, np.deg2rad(5), 0.0, 5.0, 120.0, 110.0])
+    new_angles = np.array([0.0, np.deg2rad(45), 0.0])
+    out = Profiler(face_model, scene="head")(img, identity, expression, pose, new_angles)
+    from rtface.camera import project
+
+    face = rasterize(project(face_model.vertices(identity, expression), pose), face_model.triangles, h, w,
+                     backend="cpu")
+    depth, head = head_proxy_depth(pose, h, w, face)
+    assert head.sum() > 1.2 * face.mask.sum() and (head | ~face.mask).all()
+    # the proxy's points off the face, turned by hand
+    ys, xs = np.nonzero(head & ~face.mask)
+    s, tx, ty = pose[3:]
+    u = np.stack([(xs + 0.5 - tx) / s, -(ys + 0.5 - ty) / s, depth[ys, xs] / s - DEPTH_OFFSET_CM], -1)
+    new_pose = out["pose"]
+    rot = rotation_matrix(new_pose[:3]) @ rotation_matrix(pose[:3]).T
+    un = u @ rot.T
+    nx, ny = tx + s * un[:, 0], ty - s * un[:, 1]
+    i, j = ny.astype(int), nx.astype(int)
+    keep = (i > 1) & (i < h - 2) & (j > 1) & (j < w - 2)
+    i, j, xs, ys, un = i[keep], j[keep], xs[keep], ys[keep], un[keep]
+    # where the face is drawn on top, or the proxy point turned out of view, the pixel shows something else
+    turned = rasterize(project(face_model.vertices(identity, expression), new_pose), face_model.triangles, h, w,
+                       backend="cpu")
+    off_face = ~turned.mask[i, j]
+    src = out["image"][i, j, :2].astype(float)
+    err = np.hypot(src[:, 0] - xs, src[:, 1] - ys)[off_face]
+    assert off_face.sum() > 500
+    assert np.median(err) < 1.5 and np.mean(err < 2.5) > 0.6, (np.median(err), np.mean(err < 2.5))
+    # the background far from the head is untouched
+    far = ~np.asarray(head)
+    far[:, 40:] = False
+    assert far.sum() > 1000 and np.array_equal(out["image"][far], img[far])
+
+
+def test_yaw_ranges_option():
+    from train.profiling import parse_yaw_ranges
+
+    assert parse_yaw_ranges("30-60,60-90") == ((30.0, 60.0), (60.0, 90.0))
+    for bad in ("30", "60-30", "a-b", "40-95"):
+        with pytest.raises(ValueError, match="yaw range"):
+            parse_yaw_ranges(bad)
+
+
+def test_unknown_scene_is_refused(face_model):
+    from train.profiling import Profiler
+
+    with pytest.raises(ValueError, match="scene"):
+        Profiler(face_model, scene="body")

@@ -133,8 +133,8 @@ def coarse_from_onnx(path: str | os.PathLike, cfg, calibration: np.ndarray) -> C
         gemm = [n for n in m.graph.node if n.op_type == "Gemm"]
         if len(gemm) != 1 or len(net.fc) != 1:
             raise ValueError(f"{path}: expected one fully connected layer, found {len(gemm)}")
-        net.fc[0].weight.copy_(torch.from_numpy(init[gemm[0].input[1]]))
-        net.fc[0].bias.copy_(torch.from_numpy(init[gemm[0].input[2]]))
+        net.fc[0].weight.copy_(torch.from_numpy(np.array(init[gemm[0].input[1]], np.float32)))
+        net.fc[0].bias.copy_(torch.from_numpy(np.array(init[gemm[0].input[2]], np.float32)))
     # measure the (pre-BN) conv statistics in eval mode, where the net is exactly the ONNX function
     stats = {}
     hooks = [bn.register_forward_hook(lambda mod, inp, out, key=i: stats.__setitem__(

@@ -82,11 +82,11 @@ def profile_tile(image: np.ndarray, face, triangles: np.ndarray, out_px: int) ->
     from rtface.render import rasterize
     from rtface.viz import overlay, shade_depth
 
-    lm = np.asarray(face.landmarks, np.float64)
-    c, half = (lm.min(0) + lm.max(0)) / 2, 0.8 * np.ptp(lm, axis=0).max()
-    k = out_px / (2 * half)
-    t = out_px / 2 - k * c
-    img = cv2.warpAffine(image, np.array([[k, 0, t[0]], [0, k, t[1]]]), (out_px, out_px), flags=cv2.INTER_LINEAR)
+    from .landmarks import face_square
+
+    a = face_square(face.landmarks, out_px)
+    k, t = a[0, 0], a[:, 2]
+    img = cv2.warpAffine(image, a, (out_px, out_px), flags=cv2.INTER_LINEAR)
     v = np.asarray(face.vertices, np.float64).copy()
     v[:, :2] = v[:, :2] * k + t
     v[:, 2] *= k

@@ -430,14 +430,20 @@ def evaluate_hamilton(weights: str | None = None, sheet: str | None = None) -> d
     return out
 
 
-def _face_tile(image: np.ndarray, face, index: int, side: int = 160) -> np.ndarray:
-    """A square crop around one face (1.6x its landmark box) with ``landmarks`` red, ``landmarks3d`` green."""
-    import cv2
-
-    lm = np.asarray(face.landmarks, np.float64)
+def face_square(landmarks: np.ndarray, side: int) -> np.ndarray:
+    """The 2x3 frame -> tile similarity of a ``side`` px square around a face, 1.6x its landmark box."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
     c, half = (lm.min(0) + lm.max(0)) / 2, 0.8 * np.ptp(lm, axis=0).max()
     s = side / (2 * half)
-    a = np.array([[s, 0, side / 2 - s * c[0]], [0, s, side / 2 - s * c[1]]])
+    return np.array([[s, 0, side / 2 - s * c[0]], [0, s, side / 2 - s * c[1]]])
+
+
+def _face_tile(image: np.ndarray, face, index: int, side: int = 160) -> np.ndarray:
+    """A square crop around one face (:func:`face_square`) with ``landmarks`` red, ``landmarks3d`` green."""
+    import cv2
+
+    a = face_square(face.landmarks, side)
+    s = a[0, 0]
     tile = cv2.warpAffine(image, a, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     for pts, colour in ((face.landmarks3d[:, :2], (0, 255, 0)), (face.landmarks, (0, 0, 255))):
         for x, y in np.asarray(pts, np.float64) * s + a[:, 2]:

@@ -546,11 +546,14 @@ def _against_mediapipe(faces, mp_points: np.ndarray) -> list[tuple[float, float,
 
 
 def _mediapipe_summary(vs_mp: list[tuple[float, float, float]], mediapipe: dict) -> dict:
+    from benchmarks.largepose import YAW_BUCKETS, yaw_bucket
+
     a = np.array(vs_mp, np.float64).reshape(-1, 3)
+    bucket = yaw_bucket(a[:, 2])
     by_yaw = {}
-    for lo, hi in ((0, 30), (30, 60), (60, 90)):
-        sel = (a[:, 2] >= lo) & (a[:, 2] < hi) if hi < 90 else a[:, 2] >= lo
-        by_yaw[f"{lo}-{hi}"] = {"faces": int(sel.sum()), "3d_%": float(a[sel, 0].mean()) if sel.any() else None}
+    for k, (lo, hi) in enumerate(YAW_BUCKETS):
+        sel = bucket == k
+        by_yaw[f"{lo:g}-{hi:g}"] = {"faces": int(sel.sum()), "3d_%": float(a[sel, 0].mean()) if sel.any() else None}
     return {"faces": len(a), "mediapipe_faces": int(np.isfinite(mediapipe["points"][:, :, 0, 0]).sum()),
             "mediapipe_version": str(mediapipe.get("version", "")),
             "3d_%": float(a[:, 0].mean()) if len(a) else float("nan"),

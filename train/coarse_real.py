@@ -45,6 +45,7 @@ from .geometry import TorchFaceModel, project  # noqa: E402
 from .nets import CoarseNet  # noqa: E402
 from .phase1 import (CHECKPOINT_FORMAT, load_checkpoint, loss_vertex_ids, lr_factor, optimise,  # noqa: E402
                      save_checkpoint)
+from .profiling import SCENES  # noqa: E402
 from .runloop import RunClock, start_run, stop_on_sigterm  # noqa: E402
 
 PHASE = "coarse-real"
@@ -289,7 +290,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-minutes", type=float, default=0.0)
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--profiled-scene", choices=("face", "head"), default="face",
+    ap.add_argument("--profiled-scene", choices=SCENES, default="face",
                     help="profiled copies that turn the face only (released net) or the whole head (train.profiling)")
     ap.add_argument("--profiled-copies", type=int, default=2)
     ap.add_argument("--profiled-yaw", default="25-90",

@@ -39,8 +39,10 @@ hidden), each against labels in either convention (:data:`CONVENTIONS`), with th
   ``scene="head"``: hair, ear and neck turn with the face);
 * ``largepose``: real photographs at large annotated yaw (:mod:`benchmarks.largepose`: 300-W test held out,
   300-W train and YouTube Faces frames trained on, reported by source as well);
-* ``hamilton``: the turned heads of the hamilton clip, unlabelled: faces found, and the five template points
-  against the detector's by estimated yaw; ``--sheet`` draws every face with both conventions.
+* ``hamilton``: the turned heads of the hamilton clip: faces found, the five template points against the
+  detector's by estimated yaw, and ``landmarks3d`` against the hand labels of 11 real profiles among them
+  (:mod:`benchmarks.profile_labels`); ``--sheet`` draws every face with both conventions. With ``--baseline``,
+  for both weights.
 
 ``--large-yaw-pass`` adds two candidates for an extra CoarseNet pass at large yaw (:func:`final_landmarks`).
 
@@ -383,8 +385,11 @@ def evaluate_hamilton(weights: str | None = None, sheet: str | None = None) -> d
     By the yaw the pipeline estimates: faces, and the error of their landmarks' five template points against
     the detector's five points (over sqrt(w*h) of the landmarks' box; matched by box overlap > 0.3; the five
     points are the same in both conventions, so this is one figure for both). ``detector_faces`` /
-    ``faces``: faces the detector alone finds / the pipeline reports, over all frames. ``sheet``: a PNG of every
-    face with ``landmarks`` (red) and ``landmarks3d`` (green), for looking at."""
+    ``faces``: faces the detector alone finds / the pipeline reports, over all frames. ``labelled``: the error
+    of ``landmarks3d`` against the hand labels of 11 of these faces (:mod:`benchmarks.profile_labels`; the
+    labelled points lie on the profile line, where both conventions agree). ``sheet``: a PNG of every face with
+    ``landmarks`` (red) and ``landmarks3d`` (green), for looking at."""
+    from benchmarks import profile_labels
     from benchmarks.largepose import YAW_BUCKETS, hamilton_frames, yaw_bucket
     from rtface.crop import five_from_68
     from rtface.detect import Detector, box_iou
@@ -394,11 +399,14 @@ def evaluate_hamilton(weights: str | None = None, sheet: str | None = None) -> d
     det = Detector()
     frames = hamilton_frames()
     yaws, errs, tiles = [], [], []
+    predicted: dict[int, list[np.ndarray]] = {}
     n_det = 0
     for index, img in frames:
         d = det(img)
         n_det += len(d)
-        for f in pipe(img).faces:
+        faces = pipe(img).faces
+        predicted[index] = [f.landmarks3d for f in faces]
+        for f in faces:
             lm = np.asarray(f.landmarks, np.float64)
             size = np.sqrt(max(np.ptp(lm[:, 0]), 1e-6) * max(np.ptp(lm[:, 1]), 1e-6))
             box = np.array([*lm.min(0), *lm.max(0)])
@@ -414,7 +422,8 @@ def evaluate_hamilton(weights: str | None = None, sheet: str | None = None) -> d
                 tiles.append(_face_tile(img, f, index))
     yaws_a, errs_a = np.array(yaws), np.array(errs)
     b = yaw_bucket(yaws_a)
-    out: dict = {"frames": len(frames), "faces": len(yaws), "detector_faces": int(n_det)}
+    out: dict = {"frames": len(frames), "faces": len(yaws), "detector_faces": int(n_det),
+                 "labelled": profile_labels.score(profile_labels.load(), predicted)}
     for k, (lo, hi) in enumerate(YAW_BUCKETS):
         m = (b == k) & np.isfinite(errs_a)
         out[f"{lo:g}-{hi:g}"] = {"faces": int((b == k).sum()), "matched": int(m.sum()),
@@ -662,15 +671,22 @@ def main(argv: list[str] | None = None) -> int:
             table.update(sub)
         result["by_yaw"][name] = {"faces": len(ps.yaw), "note": ps.note, "rows": table}
     if "hamilton" in sets:
-        h = evaluate_hamilton(a.weights, a.sheet)
-        result["hamilton_profiles"] = h
         from benchmarks.largepose import YAW_BUCKETS
 
-        print(f"\nhamilton_640x360.mp4, turned heads (no labels; {h['frames']} frames as single images): the pipeline "
-              f"reports {h['faces']} faces, the detector alone finds {h['detector_faces']}; five template points "
-              "against the detector's, by the pipeline's yaw: " + ", ".join(
-                  f"{lo:g}-{hi:g} deg: {_cell(h[f'{lo:g}-{hi:g}']['five_point_nme'])} % "
-                  f"({h[f'{lo:g}-{hi:g}']['faces']} faces)" for lo, hi in YAW_BUCKETS))
+        result["hamilton_profiles"] = {}
+        for label, w in (("this release", a.weights), ("baseline", a.baseline)):
+            if label == "baseline" and not a.baseline:
+                continue
+            h = evaluate_hamilton(w, a.sheet if label == "this release" else None)
+            result["hamilton_profiles"][label] = h
+            lab = h["labelled"]
+            print(f"\nhamilton_640x360.mp4, turned heads, {label} ({h['frames']} frames as single images): the "
+                  f"pipeline reports {h['faces']} faces, the detector alone finds {h['detector_faces']}; five template "
+                  "points against the detector's, by the pipeline's yaw: " + ", ".join(
+                      f"{lo:g}-{hi:g} deg: {_cell(h[f'{lo:g}-{hi:g}']['five_point_nme'])} % "
+                      f"({h[f'{lo:g}-{hi:g}']['faces']} faces)" for lo, hi in YAW_BUCKETS)
+                  + f"; hand-labelled real profiles (benchmarks.profile_labels, {lab['faces']} faces at about 60-90 "
+                  f"deg): landmarks3d box-NME {_cell(lab['nme_%'])} % over {lab['matched']} matched faces")
     if not a.no_videos:
         from rtface.assets import data_path
 

@@ -64,6 +64,8 @@ class Contour:
         vs = self.vertex_set
         self._mean_vs = mean[vs]
         self._basis_vs = np.concatenate([np.asarray(model.id_basis)[:, vs], np.asarray(model.exp_basis)[:, vs]], 0)
+        fixed = np.searchsorted(vs, self.landmarks)
+        self._mean_lm, self._basis_lm = self._mean_vs[fixed], np.ascontiguousarray(self._basis_vs[:, fixed])
 
     def select(self, projected_x: np.ndarray) -> np.ndarray:
         """68 vertex ids given the projected image x of the model vertices ``(V,)`` (or of ``vertex_set`` via
@@ -87,12 +89,14 @@ class Contour:
         """``(N, 68, 2)`` image landmarks (x, y px) of N parameter sets: identity (N, Ki), expression (N, Ke) and
         pose vectors (N, 6) in that image; only the landmark and contour vertices are computed. Jaw marched to
         the silhouette (300-W convention), or with ``fixed=True`` the fixed landmark vertices (3D-consistent
-        convention, ``FaceResult.landmarks3d``)."""
+        convention, ``FaceResult.landmarks3d``; only those 68 vertices are computed, with no multi-threaded
+        BLAS call, so a video frame can afford it beside the networks)."""
         coeffs = np.concatenate([np.asarray(identity, np.float64), np.asarray(expression, np.float64)], 1)
+        if fixed:
+            verts = self._mean_lm + np.einsum("nk,kvc->nvc", coeffs, self._basis_lm)  # (N, 68, 3)
+            return project(verts, np.asarray(pose, np.float64))[..., :2].astype(np.float64)
         verts = self._mean_vs + np.tensordot(coeffs, self._basis_vs, 1)  # (N, n, 3)
         p = project(verts, np.asarray(pose, np.float64))
-        if fixed:
-            return p[:, np.searchsorted(self.vertex_set, self.landmarks), :2].astype(np.float64)
         ids = np.searchsorted(self.vertex_set, self.select_batch(p[..., 0]))
         return np.take_along_axis(p[..., :2], ids[..., None], axis=1).astype(np.float64)
 

@@ -436,24 +436,37 @@ class Pipeline:
         ident = np.asarray(out["identity"], np.float32)
         expr = np.asarray(out["expression"], np.float32)
         pose = np.asarray(out["pose"], np.float32)
+        raw = (ident, expr, pose) if smoother is not None else None
         ident, expr, pose = self._smooth(tracks, ident, expr, pose, timestamp, smoother)
         verts = self._mesh_cpu(ident, expr, pose)
         timings["mesh"] = _ms(t0)
 
         maps = detail.run(image, [t.frame_to_crop for t in tracks], verts, s, self.detail_cap(single),
                           self._triangles, self.networks.fine, timings, mirror=single and detail.MIRROR_IMAGES)
-        return self._faces(tracks, ident, expr, pose, verts, maps, image.shape, tracker)
+        return self._faces(tracks, ident, expr, pose, verts, maps, image.shape, tracker, raw=raw)
 
     def landmark_ids(self, contour_x: np.ndarray) -> np.ndarray:
         """(N, 68) landmark vertex ids, jaw marched to the silhouette (:mod:`rtface.contour`), from the crop x of
         the contour candidates ``verts[:, contour.vertex_set, 0]`` (N, n)."""
         return self._contour.select_batch(np.asarray(contour_x))
 
+    def _tracking_landmarks(self, tracks, raw: tuple | None) -> list | None:
+        """The landmarks (frame px) the tracker crops the next frame from: those of the networks' own estimate
+        ``raw`` (identity, expression, crop pose before smoothing), so the crop follows the face without the
+        smoothing's lag; None when nothing was smoothed (the output's landmarks serve). The fixed landmark
+        vertices (cheap; the crop's five points are inner points, the same in both conventions)."""
+        if raw is None:
+            return None
+        lm = self._contour.project_landmarks(*raw, fixed=True)
+        return [_affine_points(invert_affine(t.frame_to_crop), p) for t, p in zip(tracks, lm)]
+
     def _faces(self, tracks, ident, expr, pose, verts, maps, shape, tracker,
-               landmarks_crop=None, landmark_ids=None) -> list[FaceResult]:
+               landmarks_crop=None, landmark_ids=None, raw: tuple | None = None) -> list[FaceResult]:
         """Face results; ``maps`` (:class:`rtface.detail.DetailMaps` per face) set the resolution of each face's
-        crop-aligned fields (maps, ``crop_pose``, ``crop_vertices``, ``frame_to_crop``: the detail crop)."""
+        crop-aligned fields (maps, ``crop_pose``, ``crop_vertices``, ``frame_to_crop``: the detail crop).
+        ``raw``: the parameters before smoothing, for the tracker (:meth:`_tracking_landmarks`)."""
         faces = []
+        track_lm = self._tracking_landmarks(tracks, raw)
         if landmarks_crop is None:
             landmark_ids = self.landmark_ids(verts[:, self._contour.vertex_set, 0])
             lm_crop = np.take_along_axis(verts[..., :2], landmark_ids[..., None], axis=1)
@@ -472,7 +485,7 @@ class Pipeline:
             prev_vertices = None
             if self.feedback:
                 prev_vertices = _affine_vertices(c2f, verts[i])
-            tracker.update(t, lm, prev_vertices, shape)
+            tracker.update(t, lm if track_lm is None else track_lm[i], prev_vertices, shape)
         return faces
 
 
@@ -718,6 +731,7 @@ class _GpuStages:
         timings["coarse"] = timings.get("coarse", 0.0) + _ms(t0)
 
         t0 = time.perf_counter()
+        raw = (ident, expr, pose) if smoother is not None else None
         ident, expr, pose = pipe._smooth(tracks, ident, expr, pose, timestamp, smoother)
         verts = self.mesh(ident, expr, pose)
         self.sync()
@@ -731,7 +745,7 @@ class _GpuStages:
         lm_crop = cp.asnumpy(verts[cp.arange(len(ids))[:, None], cp.asarray(ids), :2])
         timings["fine"] += _ms(t0)
         return pipe._faces(tracks, ident, expr, pose, verts, maps, image.shape, tracker,
-                           landmarks_crop=lm_crop, landmark_ids=ids)
+                           landmarks_crop=lm_crop, landmark_ids=ids, raw=raw)
 
 
 # ---------------------------------------------------------------------------------------------- module API

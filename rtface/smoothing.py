@@ -14,11 +14,14 @@ Parameters (all per channel group, see :class:`SmoothingConfig`):
 * ``beta`` (1/unit): how fast the cut-off grows with speed. Higher = less lag on fast motion.
 * ``d_cutoff`` (Hz): cut-off of the speed estimate (1 Hz is the paper's recommendation).
 
-rtface filters, per tracked face, the **pose in frame coordinates** (angles in rad, scale in frame px/cm,
-translation in frame px; the crop moves between frames, so crop-frame poses are not comparable) and the
-**expression** weights; identity is filtered too, with a low cut-off (it should not change within a track).
-It is on by default for video (:func:`rtface.stream`) and off for single images
-(:func:`rtface.reconstruct`). ``beta`` is given per unit of the channel, so pose channels have their own.
+rtface filters, per tracked face, the **pose in frame coordinates** (the crop moves between frames, so
+crop-frame poses are not comparable), in the face's own units (angles in rad, the log of the scale, the
+translation in cm: :func:`to_face_units`), and the **expression** weights; identity is filtered too, with a low
+cut-off (it should not change within a track). It is on by default for video (:func:`rtface.stream`) and off
+for single images (:func:`rtface.reconstruct`). ``beta`` is given per unit of the channel, so pose channels
+have their own. Only the output is smoothed: the tracker crops the next frame from the networks' own estimate
+(:meth:`rtface.pipeline.Pipeline._tracking_landmarks`), so the smoothing's lag never moves the crop off a
+fast-moving face.
 """
 
 from __future__ import annotations
@@ -82,12 +85,14 @@ class OneEuroFilter:
 class SmoothingConfig:
     """Filter parameters per parameter group (see the module docstring for their meaning).
 
-    Pose channels are (pitch, yaw, roll [rad], scale [px/cm], tx, ty [px]); ``pose_beta`` has one value per
-    channel because their units differ. The defaults suit 25-60 fps video of a talking head.
+    Pose channels are filtered in the face's own units (:func:`to_face_units`): pitch, yaw, roll [rad], log
+    scale, and the translation over the scale [cm]; ``pose_beta`` has one value per channel (per rad/s, per 1/s,
+    per cm/s), so a face 40 px wide and one 400 px wide are smoothed alike. The defaults suit 25-60 fps video of
+    a talking head; how they were chosen is in docs/results.md (videos).
     """
 
-    pose_min_cutoff: float = 1.5
-    pose_beta: tuple = (0.5, 0.5, 0.5, 0.05, 0.02, 0.02)
+    pose_min_cutoff: float = 3.0
+    pose_beta: tuple = (2.0, 2.0, 2.0, 2.5, 1.0, 1.0)
     expression_min_cutoff: float = 2.0
     expression_beta: float = 1.0
     identity_min_cutoff: float = 0.2
@@ -128,12 +133,29 @@ class FaceSmoother:
 
     def __call__(self, identity, expression, pose_frame, t: float):
         """Filter one sample; returns (identity, expression, pose) float32 (expression clipped to [0, 1])."""
-        p = np.asarray(pose_frame, np.float64).copy()
+        p = to_face_units(pose_frame)
         if self.pose._x is not None:  # unwrap angles next to the filtered ones (no 2 pi jumps)
             p[:3] = self.pose._x[:3] + (p[:3] - self.pose._x[:3] + np.pi) % (2 * np.pi) - np.pi
         return (self.identity(identity, t).astype(np.float32),
                 np.clip(self.expression(expression, t), 0.0, 1.0).astype(np.float32),
-                self.pose(p, t).astype(np.float32))
+                from_face_units(self.pose(p, t)).astype(np.float32))
+
+
+def to_face_units(pose_frame) -> np.ndarray:
+    """A frame pose vector (pitch, yaw, roll rad, scale px/cm, tx, ty px) in the units it is filtered in:
+    (pitch, yaw, roll, log scale, tx / scale, ty / scale), so the filter treats a small face as a large one."""
+    p = np.asarray(pose_frame, np.float64).copy()
+    s = max(abs(p[3]), 1e-6)
+    p[3], p[4], p[5] = np.log(s), p[4] / s, p[5] / s
+    return p
+
+
+def from_face_units(p) -> np.ndarray:
+    """The inverse of :func:`to_face_units`."""
+    out = np.asarray(p, np.float64).copy()
+    s = np.exp(out[3])
+    out[3], out[4], out[5] = s, out[4] * s, out[5] * s
+    return out
 
 
 class Smoother:

@@ -334,3 +334,23 @@ def test_pipeline_option_errors():
     for kw in ({"verify_every": 0}, {"feedback": "yes"}, {"precision": "int4"}, {"sync_timings": "yes"}):
         with pytest.raises(InputError):
             Pipeline(backend="cpu", **kw)
+
+
+def test_tracker_crops_from_the_unsmoothed_estimate(portrait):
+    """On a stream the output is smoothed, the tracker is not: after a sudden jump of the face the next crop
+    comes from the networks' own estimate, the output lags behind it."""
+    from rtface.pipeline import Pipeline
+
+    img = np.asarray(portrait)
+    shift = img.shape[1] // 8
+    moved = np.roll(img, shift, axis=1)
+    p = Pipeline(backend="cpu", smoothing=True, detect_every=100, threads=1)
+    p.step(img, 0, 0.0)
+    out = p.step(moved, 1, 1 / 30).faces[0].landmarks3d[:, :2]
+    tracked = p._tracker.tracks[0].landmarks
+    raw = Pipeline(backend="cpu", smoothing=False, detect_every=100, threads=1)
+    raw.step(img, 0, 0.0)
+    unsmoothed = raw.step(moved, 1, 1 / 30).faces[0].landmarks3d[:, :2]  # the tracker keeps the fixed vertices
+    size = np.sqrt(np.prod(np.ptp(unsmoothed, axis=0)))
+    assert np.linalg.norm(tracked - unsmoothed, axis=1).mean() < 0.01 * size
+    assert np.linalg.norm(out - unsmoothed, axis=1).mean() > 0.02 * size  # the smoothed output lags

@@ -73,3 +73,22 @@ def test_smoother_per_track_and_angle_unwrap():
     assert ((e >= 0) & (e <= 1)).all()
     s.keep_only([2])
     assert list(s._faces) == [2]
+
+
+def test_face_units_round_trip_and_size_invariance():
+    from rtface.smoothing import from_face_units, to_face_units
+
+    pose = np.array([0.1, -0.5, 0.05, 7.5, 320.0, 180.0])
+    assert np.allclose(from_face_units(to_face_units(pose)), pose)
+    # the same head motion (in cm and radians) seen on a face 10x larger is smoothed alike
+    rng = np.random.default_rng(0)
+    steps = np.cumsum(rng.normal(0, 1, (30, 6)) * [0.02, 0.02, 0.02, 0.01, 0.5, 0.5], 0)
+    out = {}
+    for scale in (3.0, 30.0):
+        s = Smoother()
+        for k, d in enumerate(steps):
+            p = np.array([d[0], d[1], d[2], scale * np.exp(d[3]), scale * (10 + d[4]), scale * (8 + d[5])])
+            _, _, q = s(0, np.zeros(3), np.zeros(2), p, k / 30)
+        out[scale] = to_face_units(q)
+    assert np.allclose(out[3.0][[0, 1, 2, 4, 5]], out[30.0][[0, 1, 2, 4, 5]], atol=1e-4)
+    assert np.isclose(out[3.0][3] - np.log(3.0), out[30.0][3] - np.log(30.0), atol=1e-4)

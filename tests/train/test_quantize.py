@@ -90,9 +90,10 @@ def test_pipeline_with_int8_matches_fp32_on_a_photo(int8_weights):
     f8, f32 = r8.faces[0], r32.faces[0]
     side = float(np.sqrt(np.prod(np.ptp(f32.landmarks, axis=0))))
     assert np.linalg.norm(f8.landmarks - f32.landmarks, axis=1).mean() < 0.02 * side
-    both = f8.mask & f32.mask
-    assert both.sum() > 0.9 * f32.mask.sum()
-    assert np.abs(f8.depth[both] - f32.depth[both]).mean() < 0.02 * np.ptp(f32.depth[both])
+    # in the frame: each face's own maps may differ by a resolution step (the detail crop follows the fit's scale)
+    both = r8.mask & r32.mask
+    assert both.sum() > 0.9 * r32.mask.sum()
+    assert np.abs(r8.depth[both] - r32.depth[both]).mean() < 0.02 * np.ptp(r32.depth[both])
 
 
 def test_every_convolution_runs_as_an_integer_kernel(int8_weights, tmp_path):

@@ -102,13 +102,11 @@ def profile_tile(image: np.ndarray, face, triangles: np.ndarray, out_px: int) ->
 
 def real_profiles(weights: str | None, out_px: int, count: int = 4, min_yaw_deg: float = 50.0) -> list[np.ndarray]:
     """Tiles (:func:`profile_tile`) of ``count`` hamilton faces at ``min_yaw_deg`` of estimated yaw or more."""
-    from benchmarks.largepose import HAMILTON_PROFILES, hamilton_frames
+    from benchmarks.largepose import HAMILTON_PROFILES, hamilton_faces
     from rtface.face_model import FaceModel
-    from rtface.pipeline import Pipeline
 
     triangles = FaceModel.load().triangles
-    pipe = Pipeline(weights, backend="cpu", smoothing=False)
-    found = [(index, img, f) for index, img in hamilton_frames() for f in pipe(img).faces
+    found = [(index, img, f) for index, img, faces in hamilton_faces(weights) for f in faces
              if abs(np.rad2deg(f.pose.angles[1])) >= min_yaw_deg]
     # as many from each shot of turned heads (HAMILTON_PROFILES), evenly spread within it
     shots = [[x for x in found if lo <= x[0] <= hi] for lo, hi in HAMILTON_PROFILES]

@@ -390,21 +390,18 @@ def evaluate_hamilton(weights: str | None = None, sheet: str | None = None) -> d
     labelled points lie on the profile line, where both conventions agree). ``sheet``: a PNG of every face with
     ``landmarks`` (red) and ``landmarks3d`` (green), for looking at."""
     from benchmarks import profile_labels
-    from benchmarks.largepose import YAW_BUCKETS, hamilton_frames, yaw_bucket
+    from benchmarks.largepose import YAW_BUCKETS, hamilton_faces, yaw_bucket
     from rtface.crop import five_from_68
     from rtface.detect import Detector, box_iou
-    from rtface.pipeline import Pipeline
 
-    pipe = Pipeline(weights, backend="cpu", smoothing=False)
     det = Detector()
-    frames = hamilton_frames()
+    frames = hamilton_faces(weights)
     yaws, errs, tiles = [], [], []
     predicted: dict[int, list[np.ndarray]] = {}
     n_det = 0
-    for index, img in frames:
+    for index, img, faces in frames:
         d = det(img)
         n_det += len(d)
-        faces = pipe(img).faces
         predicted[index] = [f.landmarks3d for f in faces]
         for f in faces:
             lm = np.asarray(f.landmarks, np.float64)
@@ -546,10 +543,8 @@ def _against_mediapipe(faces, mp_points: np.ndarray) -> list[tuple[float, float,
         j = int(np.argmax(iou))
         if iou[j] <= 0.3:
             continue
-        m = ref[j].astype(np.float64)
-        size = np.sqrt(max(np.ptp(m[:, 0]), 1e-6) * max(np.ptp(m[:, 1]), 1e-6))
-        e3 = np.linalg.norm(lm3 - m, axis=1).mean() / size
-        e2 = np.linalg.norm(np.asarray(f.landmarks, np.float64) - m, axis=1).mean() / size
+        m = ref[j].astype(np.float64)[None]
+        e3, e2 = (float(_nme(p[None], m)[0][0]) for p in (lm3, np.asarray(f.landmarks, np.float64)))
         out.append((100 * e3, 100 * e2, abs(float(np.rad2deg(f.pose.angles[1])))))
     return out
 

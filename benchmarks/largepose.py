@@ -272,6 +272,15 @@ def hamilton_frames() -> list[tuple[int, np.ndarray]]:
     return out
 
 
+def hamilton_faces(weights: str | None = None, frames: set[int] | None = None) -> list[tuple[int, np.ndarray, list]]:
+    """``(index, BGR image, faces)`` of the :func:`hamilton_frames` (only those in ``frames`` when given), each
+    frame reconstructed as a single image (``rtface.reconstruct``'s two passes and six views; CPU, ``weights``)."""
+    from rtface.pipeline import Pipeline
+
+    pipe = Pipeline(weights, backend="cpu", smoothing=False)
+    return [(i, img, pipe(img).faces) for i, img in hamilton_frames() if frames is None or i in frames]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.largepose", description=__doc__.split("\n\n")[0])
     p.add_argument("--sources", default=",".join(SOURCES), help=f"comma-separated, of {', '.join(SOURCES)}")

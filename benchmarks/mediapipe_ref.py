@@ -211,13 +211,6 @@ def labelled_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return meshes[found], labels[found]
 
 
-def box_nme(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(N,) mean point error of (N, 68, 2) points over sqrt(w*h) of each face's label box, in %."""
-    lab = np.asarray(labels, np.float64)
-    box = np.sqrt(np.ptp(lab[:, :, 0], 1) * np.ptp(lab[:, :, 1], 1))
-    return 100 * np.linalg.norm(np.asarray(points, np.float64) - lab, axis=2).mean(1) / box
-
-
 def reference(video: str | Path, max_faces: int = 4) -> dict[str, np.ndarray]:
     """MediaPipe's 68 points on every frame of ``video`` (module docstring)."""
     import av
@@ -261,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", metavar="DIR", help="with --calibrate: box-NME of both maps on this folder's faces")
     a = p.parse_args(argv)
     if a.calibrate:
+        from .landmarks import _nme
+
         meshes, labels = labelled_folder(a.calibrate)
         front = near_frontal(labels)
         mapping = calibrate(meshes[front], labels[front])
@@ -272,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             meshes, labels = labelled_folder(a.check)
             front = near_frontal(labels)
             for name, mp68 in (("common map", MP68_COMMON), ("calibrated map", mapping)):
-                e = box_nme(to_68(meshes, mp68), labels)
+                e = 100 * _nme(to_68(meshes, mp68), labels)[0]
                 print(f"{a.check}, {name}: box-NME {e[front].mean():.2f} % near-frontal ({front.sum()} faces), "
                       f"{e.mean():.2f} % all ({len(e)})")
         return 0

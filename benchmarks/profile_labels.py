@@ -89,18 +89,9 @@ def score(labels: list[ProfileLabel], predictions: dict[int, list[np.ndarray]]) 
             "per_face": per_face}
 
 
-def predict(weights: str | None, frames: set[int]) -> dict[int, list]:
-    """``rtface.reconstruct``'s faces (CPU, as a single image) of each hamilton frame in ``frames``."""
-    from benchmarks.largepose import hamilton_frames
-    from rtface.pipeline import Pipeline
-
-    pipe = Pipeline(weights, backend="cpu", smoothing=False)
-    return {i: pipe(img).faces for i, img in hamilton_frames() if i in frames}
-
-
 def sheet(labels: list[ProfileLabel], images: dict[int, np.ndarray], fits: dict[str, dict[int, list]],
-          side: int = 240) -> np.ndarray:
-    """A picture of every label: one row per weights in ``fits`` ({name: :func:`predict`'s result}), one tile per
+          side: int = 200) -> np.ndarray:
+    """A picture of every label: one row per weights in ``fits`` ({name: {frame: faces}}), one tile per
     face (brightened), labels as magenta crosses, the matched fit's ``landmarks3d`` green (labelled indices yellow,
     the mean of the near eye a yellow ring), the face's error and the fit's yaw written on the tile."""
     import cv2
@@ -139,6 +130,8 @@ def sheet(labels: list[ProfileLabel], images: dict[int, np.ndarray], fits: dict[
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from benchmarks.largepose import hamilton_faces
+
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile_labels", description=__doc__.split("\n\n")[0])
     p.add_argument("weights", nargs="*", help="weights folders to compare (default: the shipped weights)")
     p.add_argument("--sheet", default=None, help="PNG of the labels with each weights' fit")
@@ -146,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = load()
     frames = {lab.frame for lab in labels}
     names = a.weights or ["shipped"]
-    fits = {n: predict(None if n == "shipped" else n, frames) for n in names}
+    runs = {n: hamilton_faces(None if n == "shipped" else n, frames) for n in names}
+    fits = {n: {i: faces for i, _, faces in run} for n, run in runs.items()}
     print("| weights | all | " + " | ".join(f"{lab.frame} {lab.who}" for lab in labels) + " |")
     print("| --- " * (len(labels) + 2) + "|")
     for n, faces_of in fits.items():
@@ -156,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.sheet:
         import cv2
 
-        from benchmarks.largepose import hamilton_frames
-
-        images = {i: img for i, img in hamilton_frames() if i in frames}
+        images = {i: img for i, img, _ in next(iter(runs.values()))}
         cv2.imwrite(a.sheet, sheet(labels, images, fits))
         print(f"wrote {a.sheet}")
     return 0

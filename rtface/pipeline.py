@@ -345,16 +345,18 @@ class Pipeline:
         return [i for i, t in enumerate(tracks) if t.vertices is not None and not t.reseeded]
 
     def _smooth(self, tracks, ident, expr, pose, timestamp, smoother):
-        """Smooth in frame coordinates, return crop-frame pose vectors (float32)."""
+        """Smooth in frame coordinates; returns the smoothed identity, expression and crop-frame pose vectors
+        (float32) and ``raw``, the parameters as given (None when nothing is smoothed), for the tracker."""
         if smoother is None:
-            return ident, expr, pose
+            return ident, expr, pose, None
+        raw = (ident, expr, pose)
         ident, expr, pose = ident.copy(), expr.copy(), pose.copy()
         for i, t in enumerate(tracks):
             c2f = invert_affine(t.frame_to_crop)
             pf = Pose.from_vector(pose[i]).transformed(c2f).to_vector()
             ident[i], expr[i], pf = smoother(t.id, ident[i], expr[i], pf, timestamp)
             pose[i] = Pose.from_vector(pf).transformed(t.frame_to_crop).to_vector()
-        return ident, expr, pose
+        return ident, expr, pose, raw
 
     def _mesh_cpu(self, ident: np.ndarray, expr: np.ndarray, pose: np.ndarray) -> np.ndarray:
         """Posed meshes (N, V, 3) float32 in crop pixels (one fused Numba pass; no multi-threaded BLAS)."""
@@ -436,8 +438,7 @@ class Pipeline:
         ident = np.asarray(out["identity"], np.float32)
         expr = np.asarray(out["expression"], np.float32)
         pose = np.asarray(out["pose"], np.float32)
-        raw = (ident, expr, pose) if smoother is not None else None
-        ident, expr, pose = self._smooth(tracks, ident, expr, pose, timestamp, smoother)
+        ident, expr, pose, raw = self._smooth(tracks, ident, expr, pose, timestamp, smoother)
         verts = self._mesh_cpu(ident, expr, pose)
         timings["mesh"] = _ms(t0)
 
@@ -450,23 +451,16 @@ class Pipeline:
         the contour candidates ``verts[:, contour.vertex_set, 0]`` (N, n)."""
         return self._contour.select_batch(np.asarray(contour_x))
 
-    def _tracking_landmarks(self, tracks, raw: tuple | None) -> list | None:
-        """The landmarks (frame px) the tracker crops the next frame from: those of the networks' own estimate
-        ``raw`` (identity, expression, crop pose before smoothing), so the crop follows the face without the
-        smoothing's lag; None when nothing was smoothed (the output's landmarks serve). The fixed landmark
-        vertices (cheap; the crop's five points are inner points, the same in both conventions)."""
-        if raw is None:
-            return None
-        lm = self._contour.project_landmarks(*raw, fixed=True)
-        return [_affine_points(invert_affine(t.frame_to_crop), p) for t, p in zip(tracks, lm)]
-
     def _faces(self, tracks, ident, expr, pose, verts, maps, shape, tracker,
                landmarks_crop=None, landmark_ids=None, raw: tuple | None = None) -> list[FaceResult]:
         """Face results; ``maps`` (:class:`rtface.detail.DetailMaps` per face) set the resolution of each face's
         crop-aligned fields (maps, ``crop_pose``, ``crop_vertices``, ``frame_to_crop``: the detail crop).
-        ``raw``: the parameters before smoothing, for the tracker (:meth:`_tracking_landmarks`)."""
+        ``raw``: the parameters before smoothing (:meth:`_smooth`). The tracker crops the next frame from their
+        landmarks, so the crop follows the face without the smoothing's lag (the fixed landmark vertices: cheap,
+        and the crop's five points are inner points, the same in both conventions); unsmoothed, from the
+        output's."""
         faces = []
-        track_lm = self._tracking_landmarks(tracks, raw)
+        raw_crop = None if raw is None else self._contour.project_landmarks(*raw, fixed=True)
         if landmarks_crop is None:
             landmark_ids = self.landmark_ids(verts[:, self._contour.vertex_set, 0])
             lm_crop = np.take_along_axis(verts[..., :2], landmark_ids[..., None], axis=1)
@@ -485,7 +479,8 @@ class Pipeline:
             prev_vertices = None
             if self.feedback:
                 prev_vertices = _affine_vertices(c2f, verts[i])
-            tracker.update(t, lm if track_lm is None else track_lm[i], prev_vertices, shape)
+            tracked = lm if raw_crop is None else _affine_points(c2f, raw_crop[i])
+            tracker.update(t, tracked, prev_vertices, shape)
         return faces
 
 
@@ -731,8 +726,7 @@ class _GpuStages:
         timings["coarse"] = timings.get("coarse", 0.0) + _ms(t0)
 
         t0 = time.perf_counter()
-        raw = (ident, expr, pose) if smoother is not None else None
-        ident, expr, pose = pipe._smooth(tracks, ident, expr, pose, timestamp, smoother)
+        ident, expr, pose, raw = pipe._smooth(tracks, ident, expr, pose, timestamp, smoother)
         verts = self.mesh(ident, expr, pose)
         self.sync()
         timings["mesh"] = _ms(t0)

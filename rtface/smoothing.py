@@ -20,7 +20,7 @@ translation in cm: :func:`to_face_units`), and the **expression** weights; ident
 cut-off (it should not change within a track). It is on by default for video (:func:`rtface.stream`) and off
 for single images (:func:`rtface.reconstruct`). ``beta`` is given per unit of the channel, so pose channels
 have their own. Only the output is smoothed: the tracker crops the next frame from the networks' own estimate
-(:meth:`rtface.pipeline.Pipeline._tracking_landmarks`), so the smoothing's lag never moves the crop off a
+(:meth:`rtface.pipeline.Pipeline._faces`), so the smoothing's lag never moves the crop off a
 fast-moving face.
 """
 

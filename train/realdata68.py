@@ -44,7 +44,8 @@ def default_spec(scene: str = "face", copies: int = 2, yaw_ranges: tuple[tuple[f
     """Cache files of the training data (built on first use): 300-W train with its profiled copies (``copies`` a
     face, |yaw| in ``yaw_ranges``, ``scene`` as :class:`train.profiling.Profiler`'s) and YouTube Faces, the
     fractions of the sources in a batch (``mix``, default :data:`MIX`) and changes to the vertex-term weights of
-    :data:`VERTEX_WEIGHT`. The defaults are the released net's."""
+    :data:`VERTEX_WEIGHT`. The defaults are the mix and weights of every released run; the released net's last run
+    had three whole-head copies (``scene="head"``, yaw 30-60, 60-90 and 45-90), the runs before it the defaults'."""
     from . import labeled
     from .profiling import load_profiled
 
